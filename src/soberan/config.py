@@ -1,0 +1,204 @@
+"""The workspace config, `soberan.toml`: load, validate, hash.
+
+Every section is a small pydantic model with ``extra="forbid"``, so an unknown key, a wrong type,
+an unknown SPDX license or an unknown ISO code is an error that names the key and the file before
+any stage starts work. Each stage owns its section's model in ``soberan/<stage>/config.py``; this
+module only assembles them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import tomllib
+from functools import lru_cache
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from soberan.collect.config import CollectSettings
+from soberan.curate.config import CurateSettings
+from soberan.evaluate.config import EvaluateSettings
+from soberan.serve.config import ServeSettings
+from soberan.tokenizer.config import TokenizerSettings
+from soberan.train.config import TrainSettings
+
+CONFIG_NAME = "soberan.toml"
+
+
+class ConfigError(ValueError):
+    """A config problem, already phrased for a person: file, key, what is wrong."""
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+# --- code lists: validated against maintained registries, never hand-kept lists -------------
+
+_LICENSE_REF = re.compile(r"^LicenseRef-[A-Za-z0-9.\-]+$")
+
+
+@lru_cache(maxsize=1)
+def _spdx():
+    from license_expression import get_spdx_licensing
+
+    return get_spdx_licensing()
+
+
+def check_license(value: str) -> str:
+    """An SPDX license expression, or a `LicenseRef-...` for a license SPDX does not list."""
+    if _LICENSE_REF.match(value):
+        return value
+    info = _spdx().validate(value)
+    if info.errors:
+        raise ValueError(f"unknown SPDX license {value!r} ({'; '.join(info.errors)}); "
+                         "use an SPDX id (https://spdx.org/licenses/) or LicenseRef-<name>")
+    return value
+
+
+def check_language(value: str) -> str:
+    """An ISO 639-1 or 639-3 language code (``fil`` is accepted as Filipino)."""
+    import pycountry
+
+    code = value.strip().lower()
+    if len(code) == 2 and pycountry.languages.get(alpha_2=code):
+        return code
+    if len(code) == 3 and pycountry.languages.get(alpha_3=code):
+        return code
+    raise ValueError(f"unknown ISO 639 language code {value!r}")
+
+
+def check_country(value: str) -> str:
+    """An ISO 3166-1 alpha-2 country code."""
+    import pycountry
+
+    code = value.strip().upper()
+    if len(code) == 2 and pycountry.countries.get(alpha_2=code):
+        return code
+    raise ValueError(f"unknown ISO 3166-1 alpha-2 country code {value!r}")
+
+
+License = Annotated[str, AfterValidator(check_license)]
+Language = Annotated[str, AfterValidator(check_language)]
+Country = Annotated[str, AfterValidator(check_country)]
+
+
+# --- sections ---------------------------------------------------------------------------------
+
+class Project(Strict):
+    name: str = Field(min_length=1)
+    jurisdiction: Country
+    languages: list[Language] = Field(min_length=1)
+    provider: str = "unknown provider"
+    description: str = ""
+
+
+class Policy(Strict):
+    """What may enter the corpus. Every stage enforces it; a violation names the rule."""
+
+    licenses: list[License] = Field(min_length=1)
+    jurisdictions: list[Country] = Field(min_length=1)
+    crawl_domains: list[str] = []  # domain suffixes such as "go.kr" or "korea.kr"
+
+    @field_validator("crawl_domains")
+    @classmethod
+    def _dom(cls, v: list[str]) -> list[str]:
+        return [d.strip().lower().lstrip(".") for d in v]
+
+
+class FieldMap(Strict):
+    """Which record fields of a JSONL/Parquet source hold what."""
+
+    text: str = "text"
+    id: str | None = None
+    url: str | None = None
+    license: str | None = None
+    jurisdiction: str | None = None
+    date: str | None = None
+    title: str | None = None
+
+
+class Source(Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9_.\-]+$")
+    kind: Literal["files", "jsonl", "parquet", "warc", "crawl"]
+    path: str | None = None  # files/jsonl/parquet/warc: a file, folder or glob, relative to the workspace
+    urls: list[str] = []  # crawl: seed URLs
+    license: License
+    jurisdiction: Country
+    lang: Language | None = None  # a hint; curate still runs language ID
+    include: list[str] = ["**/*"]
+    exclude: list[str] = []
+    fields: FieldMap = FieldMap()
+    encoding: str | None = None  # force a legacy encoding instead of detecting it
+    description: str = ""
+
+
+
+class Config(Strict):
+    project: Project
+    policy: Policy
+    sources: list[Source] = []
+    collect: CollectSettings = CollectSettings()
+    curate: CurateSettings = CurateSettings()
+    tokenizer: TokenizerSettings = TokenizerSettings()
+    train: TrainSettings = TrainSettings()
+    evaluate: EvaluateSettings = EvaluateSettings()
+    serve: ServeSettings = ServeSettings()
+
+    # Where the file was read from; relative paths in the config resolve against its folder.
+    _path: Path | None = None
+
+    @property
+    def root(self) -> Path:
+        return self._path.parent if self._path else Path.cwd()
+
+    def resolve(self, p: str | Path) -> Path:
+        p = Path(p).expanduser()
+        return p if p.is_absolute() else (self.root / p)
+
+    def section_hash(self, *names: str) -> str:
+        """A stable hash of the named sections, for "has this stage's config changed?"."""
+        dump = self.model_dump(mode="json")
+        body = {n: dump.get(n) for n in names}
+        return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+
+def _format_errors(err: ValidationError, path: Path) -> str:
+    lines = [f"{path}: invalid config ({err.error_count()} problem{'s' * (err.error_count() > 1)})"]
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        msg = e["msg"]
+        if e["type"] == "extra_forbidden":
+            msg = "unknown key"
+        elif msg.startswith("Value error, "):
+            msg = msg[len("Value error, "):]
+        lines.append(f"  {key}: {msg}" + (f" (got {e['input']!r})" if e["type"] != "extra_forbidden"
+                                           and not isinstance(e.get("input"), dict | list) else ""))
+    return "\n".join(lines)
+
+
+def load_config(path: str | Path) -> Config:
+    path = Path(path)
+    if path.is_dir():
+        path = path / CONFIG_NAME
+    if not path.exists():
+        raise ConfigError(f"{path}: no config file (run `soberan init` to write one)")
+    try:
+        raw: dict[str, Any] = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: not valid TOML: {e}") from None
+    try:
+        cfg = Config.model_validate(raw)
+    except ValidationError as e:
+        raise ConfigError(_format_errors(e, path)) from None
+    cfg._path = path.resolve()
+    names = [s.name for s in cfg.sources]
+    dup = {n for n in names if names.count(n) > 1}
+    if dup:
+        raise ConfigError(f"{path}: sources: duplicate source name(s) {sorted(dup)}")
+    return cfg
+
+

@@ -1,0 +1,99 @@
+"""The document table: its Arrow schema, stable ids, and atomic Parquet shards.
+
+A corpus is a folder of zstd Parquet shards that pyarrow, DuckDB, polars and HF `datasets` read as
+they are. Later stages add columns and never drop the provenance columns below.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+
+DOC_SCHEMA = pa.schema([
+    pa.field("id", pa.string(), nullable=False),
+    pa.field("text", pa.large_string(), nullable=False),
+    pa.field("source", pa.string(), nullable=False),
+    pa.field("url", pa.string()),  # file path, URL, or archive locator
+    pa.field("license", pa.string(), nullable=False),
+    pa.field("jurisdiction", pa.string(), nullable=False),
+    pa.field("lang", pa.string()),  # hint from the source until curate's language ID sets it
+    pa.field("lang_score", pa.float32()),
+    pa.field("collected_at", pa.timestamp("us", tz="UTC"), nullable=False),
+    pa.field("date", pa.string()),  # the document's own date, when the source gives one
+    pa.field("title", pa.string()),
+    pa.field("sha256", pa.string(), nullable=False),  # of the UTF-8 text
+])
+
+PROVENANCE_COLUMNS = ("id", "source", "url", "license", "jurisdiction", "collected_at", "sha256")
+
+
+def text_sha256(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def doc_id(source: str, locator: str, sha256: str) -> str:
+    """Stable id from where a document came from and what it says.
+
+    The same file collected twice gets the same id (so resume and rebuild never double it); the
+    same text from two sources keeps two ids, so each keeps its own provenance until dedup.
+    """
+    h = hashlib.sha256(f"{source}\x00{locator}\x00{sha256}".encode("utf-8", "surrogatepass"))
+    return h.hexdigest()[:32]
+
+
+def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while b := f.read(chunk):
+            h.update(b)
+    return h.hexdigest()
+
+
+def tree_sha256(path: Path) -> str:
+    """Content hash of a file, or of a folder as the sorted (relative path, file hash) list."""
+    path = Path(path)
+    if path.is_file():
+        return file_sha256(path)
+    h = hashlib.sha256()
+    for f in sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith(".tmp-")):
+        h.update(f"{f.relative_to(path).as_posix()}\x00{file_sha256(f)}\n".encode())
+    return h.hexdigest()
+
+
+def write_parquet_atomic(table: pa.Table, path: Path, **kwargs) -> Path:
+    """Write a Parquet file so that a reader (or a resumed run) never sees half of it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".tmp-{uuid.uuid4().hex}-{path.name}")
+    kwargs.setdefault("compression", "zstd")
+    pq.write_table(table, tmp, **kwargs)
+    os.replace(tmp, path)
+    return path
+
+
+def shard_paths(folder: Path) -> list[Path]:
+    folder = Path(folder)
+    if not folder.exists():
+        return []
+    return sorted(p for p in folder.rglob("*.parquet") if not p.name.startswith(".tmp-"))
+
+
+def read_corpus(folder: Path, columns: list[str] | None = None) -> pa.Table:
+    paths = shard_paths(folder)
+    if not paths:
+        return DOC_SCHEMA.empty_table() if columns is None else DOC_SCHEMA.empty_table().select(columns)
+    return ds.dataset([str(p) for p in paths], format="parquet").to_table(columns=columns)
+
+
+def iter_batches(folder: Path, columns: list[str] | None = None,
+                 batch_size: int = 8192) -> Iterator[pa.RecordBatch]:
+    """Stream a corpus batch by batch, so a corpus larger than RAM never loads whole."""
+    for p in shard_paths(folder):
+        yield from pq.ParquetFile(p).iter_batches(batch_size=batch_size, columns=columns)

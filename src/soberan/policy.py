@@ -1,0 +1,48 @@
+"""The policy every stage enforces: allowed licenses, jurisdictions and crawl domains.
+
+A violation is an error that names the rule and the thing that broke it, never a silent skip.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from soberan.config import Config, Policy, Source
+
+
+class PolicyError(Exception):
+    """A source, document or URL that the workspace's policy forbids."""
+
+
+def license_allowed(policy: Policy, license: str) -> bool:
+    """True when the license, or every alternative of an `A OR B` expression, is listed
+    (conjunctions `A AND B` need both)."""
+    allowed = set(policy.licenses)
+    if license in allowed:
+        return True
+    expr = license.replace("(", " ").replace(")", " ")
+    if " OR " in expr:
+        return any(license_allowed(policy, part.strip()) for part in expr.split(" OR "))
+    if " AND " in expr:
+        return all(license_allowed(policy, part.strip()) for part in expr.split(" AND "))
+    return False
+
+
+def check_source(cfg: Config, source: Source) -> None:
+    p = cfg.policy
+    if not license_allowed(p, source.license):
+        raise PolicyError(f"source {source.name!r}: license {source.license} is not allowed by "
+                          f"policy.licenses {p.licenses}")
+    if source.jurisdiction not in p.jurisdictions:
+        raise PolicyError(f"source {source.name!r}: jurisdiction {source.jurisdiction} is not allowed "
+                          f"by policy.jurisdictions {p.jurisdictions}")
+    if source.kind == "crawl":
+        for url in source.urls:
+            if not domain_allowed(p, url):
+                raise PolicyError(f"source {source.name!r}: seed {url} is outside "
+                                  f"policy.crawl_domains {p.crawl_domains}")
+
+
+def domain_allowed(policy: Policy, url: str) -> bool:
+    host = (urlsplit(url).hostname or "").lower().rstrip(".")
+    return any(host == d or host.endswith("." + d) for d in policy.crawl_domains)

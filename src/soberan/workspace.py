@@ -1,0 +1,108 @@
+"""A workspace: one folder per national model, holding its config, ledger and stage artifacts.
+
+Stages never call each other; each reads the artifacts of the one before from the folders named
+here and writes its own, so any stage can be rerun, resumed, or run on another machine.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from string import Template
+
+from soberan.config import CONFIG_NAME, Config, ConfigError, check_country, check_language, load_config
+from soberan.ledger import Ledger
+
+# One folder per stage, named for what it holds.
+STAGE_DIRS = {
+    "collect": "raw",
+    "curate": "curated",
+    "tokenizer": "tokenizer",
+    "train": "model",
+    "evaluate": "eval",
+    "serve": "serve",
+    "report": "report",
+}
+STAGE_ORDER = ("collect", "curate", "tokenizer", "train", "evaluate")
+TEMPLATE_SECTIONS = ("collect", "curate", "tokenizer", "train", "evaluate", "serve")
+
+
+@dataclass
+class Workspace:
+    root: Path
+
+    @classmethod
+    def open(cls, root: str | Path = ".") -> "Workspace":
+        root = Path(root).resolve()
+        if not (root / CONFIG_NAME).exists():
+            raise ConfigError(f"{root}: not a soberan workspace (no {CONFIG_NAME}; run `soberan init {root}`)")
+        ws = cls(root)
+        ws.config  # validate before any work starts
+        return ws
+
+    @cached_property
+    def config(self) -> Config:
+        return load_config(self.root / CONFIG_NAME)
+
+    @cached_property
+    def ledger(self) -> Ledger:
+        return Ledger(self.root)
+
+    def stage_dir(self, stage: str) -> Path:
+        return self.root / STAGE_DIRS[stage]
+
+
+def package_file(*parts: str) -> Path:
+    return Path(__file__).parent.joinpath(*parts)
+
+
+def default_licenses() -> list[str]:
+    # Licenses that allow training and redistribution of a derived model; a lab narrows or widens
+    # this list for its own law. LicenseRef-*-PD covers state works that copyright law excludes.
+    return ["CC0-1.0", "CC-BY-4.0", "CC-BY-SA-4.0", "CC-BY-SA-3.0", "Apache-2.0", "MIT",
+            "LicenseRef-Public-Domain", "LicenseRef-KR-Public-Domain"]
+
+
+def konlpy_corpus_dir() -> Path:
+    """The Korean text the `konlpy` wheel ships: the Constitution and ten National Assembly bills
+    (public domain under Art. 7 of the Korean Copyright Act). Read as plain files; no Java."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("konlpy")
+    if spec is None or not spec.origin:
+        raise ConfigError("the konlpy package is not installed; it ships the demo's Korean corpus")
+    return Path(spec.origin).parent / "data" / "corpus"
+
+
+def render_config(name: str, lang: str, jurisdiction: str, demo: bool = False) -> str:
+    """The commented `soberan.toml` that `soberan init` writes: a head (project, policy, sources)
+    followed by one section per stage, each stage keeping its own commented template."""
+    lang = check_language(lang)
+    jurisdiction = check_country(jurisdiction)
+    values = {
+        "name": name, "lang": lang, "jurisdiction": jurisdiction,
+        "licenses": ", ".join(f'"{x}"' for x in default_licenses()),
+        "konlpy": konlpy_corpus_dir().as_posix() if demo else "",
+    }
+    parts = [Template(package_file("templates", "head.toml").read_text()).substitute(values)]
+    parts.append(Template(package_file("templates", "demo_sources.toml" if demo else "sources.toml")
+                          .read_text()).substitute(values))
+    for stage in TEMPLATE_SECTIONS:
+        t = package_file(stage, "template.toml")
+        if t.exists():
+            parts.append(Template(t.read_text()).safe_substitute(values))
+    return "\n".join(p.rstrip() + "\n" for p in parts)
+
+
+def init_workspace(root: str | Path, *, lang: str, jurisdiction: str, name: str | None = None,
+                   demo: bool = False, force: bool = False) -> Path:
+    root = Path(root)
+    cfg = root / CONFIG_NAME
+    if cfg.exists() and not force:
+        raise ConfigError(f"{cfg} already exists (use --force to overwrite)")
+    root.mkdir(parents=True, exist_ok=True)
+    cfg.write_text(render_config(name or root.resolve().name, lang, jurisdiction, demo), encoding="utf-8")
+    load_config(cfg)  # what we write must itself be valid
+    Ledger(root).record_event("init", config=CONFIG_NAME, lang=lang, jurisdiction=jurisdiction)
+    return cfg
