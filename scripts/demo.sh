@@ -1,11 +1,55 @@
 #!/usr/bin/env bash
-# The demo, top to bottom: a Korean workspace from the text the konlpy wheel ships, built with
-# every stage that exists, then its ledger verified. Runs offline.
+# The demo, top to bottom: a Korean model built end to end from the text the konlpy wheel ships
+# (the Constitution of the Republic of Korea and ten National Assembly bills), offline, on CPU.
+#   init → build (collect → curate → tokenizer → train → evaluate) → a baseline for comparison
+#   → evaluate side by side → report → ledger verify → a served request.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1
 S=.venv/bin/soberan
 rm -rf demo
 $S init demo --lang ko --jurisdiction KR --name soberan-ko-demo --demo
-$S collect -w demo
+
+# Every stage in order from demo/soberan.toml; a second `build` skips what is unchanged.
+$S build -w demo
+
+# The comparison the evaluation needs: a from-scratch model on the same compute, without
+# curation (raw/) and without the Korean tokenizer extension (Mistral v1 as it ships).
+$S train -w demo --corpus demo/raw --tokenizer mistral-v1 --output demo/model-baseline --role baseline
+
+SETS=()
+if [ -d ../shared/data ]; then
+  export SOBERAN_SHARED_DATA="$(cd ../shared/data && pwd)"
+  SETS=(--sets kobest)
+fi
+$S evaluate -w demo --compare model/final model-baseline/final "${SETS[@]}" --limit 200
+
+$S report -w demo
 $S ledger verify -w demo
+$S ledger query -w demo "SELECT stage, step, rule, count(*) AS docs FROM decisions WHERE action IN ('dropped','rejected') GROUP BY ALL ORDER BY docs DESC"
+
+# Serve: one key, one request through the OpenAI-compatible API, then stop.
+mkdir -p demo/serve
+KEY=$($S keys create demo-user -w demo | tail -1)
+$S serve -w demo --port 8000 > demo/serve/serve.log 2>&1 &
+SERVE_PID=$!
+trap 'kill $SERVE_PID 2>/dev/null || true' EXIT
+for _ in $(seq 120); do curl -sf http://127.0.0.1:8000/health >/dev/null && break; sleep 1; done
+curl -sf http://127.0.0.1:8000/v1/chat/completions -H "Authorization: Bearer $KEY" \
+  -H "Content-Type: application/json" \
+  -d '{"model": "soberan-ko-demo", "messages": [{"role": "user", "content": "대한민국 헌법 제1조는?"}], "max_tokens": 32}' \
+  | .venv/bin/python -c 'import json,sys; r=json.load(sys.stdin); print("serve OK:", r["usage"], r["system_fingerprint"])'
+kill $SERVE_PID; wait $SERVE_PID 2>/dev/null || true; trap - EXIT
+$S audit verify -w demo
+
+cat <<MSG
+
+Report: $PWD/demo/report/index.html
+
+Serve the demo model (OpenAI-compatible API; chat page at http://127.0.0.1:8000/):
+  $S serve -w demo
+then, in another terminal, with the key created above:
+  curl -s http://127.0.0.1:8000/v1/chat/completions -H "Authorization: Bearer $KEY" \\
+    -H "Content-Type: application/json" \\
+    -d '{"model": "soberan-ko-demo", "messages": [{"role": "user", "content": "대한민국 헌법 제1조는?"}], "max_tokens": 64}'
+MSG

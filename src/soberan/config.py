@@ -16,7 +16,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator,
+                      model_validator)
 
 from soberan.collect.config import CollectSettings
 from soberan.curate.config import CurateSettings
@@ -110,31 +111,50 @@ class Policy(Strict):
 
 
 class FieldMap(Strict):
-    """Which record fields of a JSONL/Parquet source hold what."""
+    """Which record fields of a JSONL/Parquet/CSV source hold what. A dotted name (`meta.url`)
+    reaches into nested JSON objects and Parquet structs."""
 
     text: str = "text"
-    id: str | None = None
+    id: str | None = None  # the record's own id; kept as `url` when no url field is mapped
     url: str | None = None
-    license: str | None = None
+    license: str | None = None  # per-record license; checked against the policy like a source's
     jurisdiction: str | None = None
     date: str | None = None
     title: str | None = None
+    lang: str | None = None
 
 
 class Source(Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9_.\-]+$")
-    kind: Literal["files", "jsonl", "parquet", "warc", "crawl"]
-    path: str | None = None  # files/jsonl/parquet/warc: a file, folder or glob, relative to the workspace
+    kind: Literal["files", "jsonl", "parquet", "csv", "warc", "crawl"]
+    path: str | None = None  # files/jsonl/parquet/csv/warc: a file, folder or glob, relative to the workspace
     urls: list[str] = []  # crawl: seed URLs
     license: License
     jurisdiction: Country
     lang: Language | None = None  # a hint; curate still runs language ID
-    include: list[str] = ["**/*"]
+    include: list[str] = ["**/*"]  # globs under a folder `path` (default per kind: *.jsonl for jsonl...)
     exclude: list[str] = []
     fields: FieldMap = FieldMap()
     encoding: str | None = None  # force a legacy encoding instead of detecting it
+    delimiter: str | None = None  # csv: the column separator (default "," or tab for .tsv/.tab)
+    # HTML (files, warc, crawl): trafilatura's main-text extraction
+    html_format: Literal["txt", "markdown"] = "txt"
+    favor: Literal["balanced", "precision", "recall"] = "balanced"
+    # crawl: a polite crawler confined to policy.crawl_domains
+    max_pages: int = Field(1000, ge=1)  # page budget (fetches, redirects excluded)
+    max_depth: int = Field(5, ge=0)  # links followed from a seed
+    rate_limit_s: float = Field(1.0, ge=0)  # seconds between requests to one host (robots.txt Crawl-delay wins if longer)
+    user_agent: str = "soberan-collect/0.1 (national corpus; honours robots.txt)"  # add a contact URL or email
+    timeout_s: float = Field(30.0, gt=0)
     description: str = ""
 
+    @model_validator(mode="after")
+    def _where(self) -> "Source":
+        if self.kind == "crawl" and not self.urls:
+            raise ValueError(f"source {self.name!r}: a crawl source needs `urls` (seed URLs)")
+        if self.kind != "crawl" and not self.path:
+            raise ValueError(f"source {self.name!r}: a {self.kind} source needs `path`")
+        return self
 
 
 class Config(Strict):

@@ -171,8 +171,13 @@ class Ledger:
             latest[r["path"]] = r
         return [r for r in latest.values() if retired.get(r["path"], -1) < r["seq"]]
 
-    def latest_artifact(self, stage: str, kind: str) -> dict | None:
+    def latest_artifact(self, stage: str, kind: str, role: str | None = None) -> dict | None:
+        """The newest current artifact of a stage and kind. `role` picks among several of one
+        kind by `meta.role` (train records the nation's model as "main", beside "baseline" and
+        "chat"); records without a role count as "main"."""
         recs = self.artifacts(stage, kind)
+        if role is not None:
+            recs = [r for r in recs if (r.get("meta") or {}).get("role", "main") == role]
         return max(recs, key=lambda r: r["seq"]) if recs else None
 
     def retire(self, path: Path | str, reason: str) -> dict:
@@ -231,7 +236,8 @@ class Ledger:
         """
         if table.num_rows == 0:
             return None
-        table = conform(table, DECISION_SCHEMA, stage=stage)
+        # Sorted by doc_id so that DuckDB's row-group statistics skip most files in a lineage lookup.
+        table = conform(table, DECISION_SCHEMA, stage=stage).sort_by("doc_id")
         safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in key)
         return write_parquet_atomic(table, self.decisions_dir / stage / f"{safe}.parquet")
 

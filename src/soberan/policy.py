@@ -43,6 +43,24 @@ def check_source(cfg: Config, source: Source) -> None:
                                   f"policy.crawl_domains {p.crawl_domains}")
 
 
+def _is_ip(host: str) -> bool:
+    import ipaddress
+
+    try:
+        ipaddress.ip_address(host.strip("[]"))
+        return True
+    except ValueError:
+        return False
+
+
 def domain_allowed(policy: Policy, url: str) -> bool:
-    host = (urlsplit(url).hostname or "").lower().rstrip(".")
-    return any(host == d or host.endswith("." + d) for d in policy.crawl_domains)
+    """http(s) on an allowed host: a listed name or a subdomain of one. Suffix matching makes no
+    sense for IP addresses (`10.127.0.0.1` is not below `127.0.0.1`), so addresses match only
+    exactly, both ways round."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https"):
+        return False
+    host = (parts.hostname or "").lower().rstrip(".")
+    if _is_ip(host):
+        return host in policy.crawl_domains
+    return any(host == d or host.endswith("." + d) for d in policy.crawl_domains if not _is_ip(d))

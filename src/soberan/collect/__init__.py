@@ -1,1 +1,28 @@
-"""soberan collect."""
+"""`soberan collect`: a nation's text, from files, records, web archives and a polite crawler,
+to zstd Parquet shards under raw/ with full provenance. Guide: docs/collect.md
+
+Modules, by role: `files`, `records` (JSONL, Parquet, CSV), `warc` and `crawl` read; `encoding`
+and `html` turn bytes into text; `shards` commits documents, rejections and resume state;
+`stage` ties them together. Imports stay lazy: `soberan.config` imports this package.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from soberan.collect.stage import CollectSummary
+    from soberan.workspace import Workspace
+
+
+def run(ws: "Workspace", sources: list[str] | None = None, fresh: bool = False,
+        show_progress: bool = True) -> "CollectSummary":
+    """Collect the configured sources (or only those named) into raw/; see `stage.run`."""
+    from soberan.collect.stage import run as _run
+
+    return _run(ws, sources=sources, fresh=fresh, show_progress=show_progress)
+
+
+def config_hash(ws: "Workspace") -> str:
+    """The config hash collect records with its artifact (what `soberan build` compares)."""
+    return ws.config.section_hash("collect", "sources", "policy")

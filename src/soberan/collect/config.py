@@ -1,11 +1,17 @@
-"""Settings of `soberan collect` (the `[collect]` section)."""
+"""Settings of `soberan collect` (the `[collect]` section). Per-source options (globs, field
+mapping, encoding, crawl budget) live on each `[[sources]]` table instead."""
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class CollectSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    shard_docs: int = 10_000  # documents per Parquet shard
-    max_doc_bytes: int = 20_000_000  # a longer document is rejected with its reason
-    min_doc_chars: int = 1
+    shard_docs: int = Field(10_000, ge=1)  # documents per Parquet shard
+    max_doc_bytes: int = Field(20_000_000, ge=1)  # a longer document (UTF-8 bytes) is rejected
+    min_doc_chars: int = Field(1, ge=1)  # a document with fewer non-space characters is rejected
+    # A single input record (a file, a JSONL line, an HTTP body, a WARC record) above this size is
+    # rejected without being read into memory: a 100 MB one-line file must not stall the run.
+    max_record_bytes: int = Field(64_000_000, ge=1)
+    workers: int = Field(0, ge=0)  # processes for HTML extraction and decoding; 0 = one per core
+    checkpoint_s: float = Field(60.0, gt=0)  # commit a (smaller) shard at least this often

@@ -1,1 +1,230 @@
-"""soberan curate."""
+"""`soberan curate`: turn the collected corpus (`raw/`) into a training corpus (`curated/`).
+
+The configured steps run in passes. Per-document steps (normalize, langid, quality, pii,
+decontam) run shard by shard on the executor; a corpus-wide step (exact_dedup, fuzzy_dedup) ends
+a pass: the workers prepare what it needs (hashes, MinHash band keys), DuckDB resolves it over the
+whole corpus, and the next pass drops what it resolved. With the default order that is two passes:
+
+    pass 0: normalize, langid, quality, pii  (+ hashes, signatures)
+    resolve: exact_dedup, fuzzy_dedup
+    pass 1: drop duplicates, decontam -> curated/part-*.parquet
+
+Every drop, redaction and surviving document is in the ledger's decision log; counts per step,
+language and source are in `curated/stats.json`. A run killed at any point resumes from the
+shards and resolutions already done (work/curate/), and gives the same output.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # soberan.config imports this package for CurateSettings: no import cycle
+    from soberan.workspace import Workspace
+
+STAGE = "curate"
+VERSION = "1"  # bump when a step's behaviour changes, so a resumed run does not mix versions
+
+
+@dataclass(frozen=True)
+class Pass:
+    apply: tuple[str, ...]
+    steps: tuple[str, ...]
+    prepare: tuple[str, ...]
+
+
+@dataclass
+class CurateSummary:
+    input_docs: int
+    output_docs: int
+    shards: int
+    dropped: dict[str, int] = field(default_factory=dict)  # step -> documents dropped
+    redacted: dict[str, int] = field(default_factory=dict)  # step -> documents changed
+    path: Path | None = None
+    seconds: float = 0.0
+    up_to_date: bool = False
+    artifact: dict | None = None
+
+
+def plan(steps: list[str]) -> list[Pass]:
+    """Cut the step list into passes at each run of corpus-wide steps."""
+    from soberan.curate.steps import CORPUS_STEPS
+
+    passes: list[Pass] = []
+    apply: tuple[str, ...] = ()
+    doc: list[str] = []
+    corpus: list[str] = []
+    for s in steps:
+        if s in CORPUS_STEPS:
+            corpus.append(s)
+            continue
+        if corpus:
+            passes.append(Pass(apply, tuple(doc), tuple(corpus)))
+            apply, doc, corpus = tuple(corpus), [], []
+        doc.append(s)
+    if corpus:
+        passes.append(Pass(apply, tuple(doc), tuple(corpus)))
+        apply, doc = tuple(corpus), []
+    passes.append(Pass(apply, tuple(doc), ()))
+    return passes
+
+
+def _fingerprint(ws: Workspace, raw_art: dict) -> str:
+    body = {"raw": raw_art["hash"], "config": ws.config.section_hash(STAGE, "project", "evaluate"),
+            "version": VERSION}
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+
+def _check(ws: Workspace) -> None:
+    """Fail before any work on what would otherwise fail halfway."""
+    from soberan.config import ConfigError
+    from soberan.lang import get_pack
+
+    cur = ws.config.curate
+    for code in ws.config.project.languages:
+        try:
+            get_pack(code)
+        except KeyError as e:
+            raise ConfigError(f"project.languages: {e.args[0]}") from None
+    if "quality" in cur.steps:
+        from soberan.curate.quality import QUALITY_FILTERS
+
+        unknown = [f for f in cur.quality.filters if f not in QUALITY_FILTERS]
+        if unknown:
+            raise ConfigError(f"curate.quality.filters: unknown filter(s) {unknown}; "
+                              f"known: {sorted(QUALITY_FILTERS)}")
+
+
+def _reset(ws: Workspace, work: Path, out: Path, fingerprint: str) -> None:
+    """A new input or config: start from scratch, and say so in the chain."""
+    existed = work.exists() or out.exists() or (ws.ledger.decisions_dir / STAGE).exists()
+    shutil.rmtree(work, ignore_errors=True)
+    shutil.rmtree(out, ignore_errors=True)
+    shutil.rmtree(ws.ledger.decisions_dir / STAGE, ignore_errors=True)
+    work.mkdir(parents=True)
+    (work / "RUN").write_text(fingerprint + "\n")
+    if existed:
+        ws.ledger.record_event("curate.reset", reason="input corpus or [curate] config changed; "
+                                                      "earlier curate outputs and decisions removed")
+
+
+def _up_to_date(ws: Workspace, raw_art: dict, config_hash: str) -> dict | None:
+    from soberan.documents import tree_sha256
+
+    art = ws.ledger.latest_artifact(STAGE, "corpus")
+    if not art or art["inputs"] != [raw_art["hash"]] or art["config_hash"] != config_hash:
+        return None
+    path = ws.root / art["path"]
+    if not path.exists() or tree_sha256(path) != art["sha256"]:
+        return None
+    return art
+
+
+def run(ws: Workspace, *, executor: str = "local", workers: int | None = None,
+        ray_address: str | None = None, force: bool = False) -> CurateSummary:
+    """Curate the newest collected corpus of the workspace into `curated/`."""
+    from soberan.curate.executor import executor as make_executor
+    from soberan.curate.shard import ShardTask
+    from soberan.curate.stats import build_stats, summary_of
+    from soberan.documents import shard_paths
+    from soberan.ui import console, progress
+
+    t0 = time.monotonic()
+    cfg, cur = ws.config, ws.config.curate
+    raw_art = ws.ledger.latest_artifact("collect", "corpus")
+    if raw_art is None:
+        raise FileNotFoundError(f"{ws.root}: no collected corpus in the ledger; run `soberan collect` first")
+    inputs = shard_paths(ws.root / raw_art["path"])
+    if not inputs:
+        raise FileNotFoundError(f"{ws.root / raw_art['path']}: the collected corpus has no shards")
+    _check(ws)
+    config_hash = cfg.section_hash(STAGE, "project", "evaluate")
+    out = ws.stage_dir(STAGE)
+    if not force and (art := _up_to_date(ws, raw_art, config_hash)):
+        stats = json.loads((out / "stats.json").read_text())
+        s = summary_of(stats, len(inputs))
+        s.path, s.up_to_date, s.artifact, s.seconds = out, True, art, time.monotonic() - t0
+        return s
+
+    work = ws.root / "work" / STAGE
+    fp = _fingerprint(ws, raw_art)
+    if force or not (work / "RUN").exists() or (work / "RUN").read_text().strip() != fp:
+        _reset(ws, work, out, fp)
+    passes = plan(list(cur.steps))
+    n_workers = workers if workers is not None else cur.workers
+
+    if "decontam" in cur.steps:  # segment benchmark items once, here, not in every worker
+        from soberan.curate.steps import Context
+
+        ctx = Context(ws.root, work)
+        index = ctx.decontam_index()
+        if index is not None:
+            for code in cfg.project.languages:
+                index.for_pack(ctx.pack(code))
+
+    reports: dict = {}
+    with make_executor(executor, n_workers or 0, ray_address) as ex, progress() as bar:
+        for k, p in enumerate(passes):
+            final = k == len(passes) - 1
+            tasks = []
+            for i, src in enumerate(inputs):
+                prev = work / f"pass{k - 1}" / "out" / f"part-{i:05d}.parquet"
+                dst = (out if final else work / f"pass{k}" / "out") / f"part-{i:05d}.parquet"
+                tasks.append(ShardTask(str(ws.root), str(work), k, i, str(src if k == 0 else prev),
+                                       str(dst), p.apply, p.steps, p.prepare, final))
+            todo = [t for t in tasks if not t.marker.exists()]
+            what = ", ".join([f"drop {s}" for s in p.apply] + list(p.steps)) or "copy"
+            job = bar.add_task(f"pass {k + 1}/{len(passes)}: {what}", total=len(tasks),
+                               completed=len(tasks) - len(todo))
+            ex.run(todo, on_done=lambda _c, job=job: bar.advance(job))
+            if p.prepare:
+                reports.update(_resolve(work / f"pass{k}", list(p.prepare), cur, console))
+
+    stats = build_stats(work, len(passes), len(inputs), reports, cur.fuzzy_dedup.model_dump())
+    if "decontam" in cur.steps:
+        stats["decontam_benchmarks"] = _decontam_report(work)
+    tmp = out / ".tmp-stats.json"
+    tmp.write_text(json.dumps(stats, ensure_ascii=False, indent=1))
+    tmp.replace(out / "stats.json")
+    summary = summary_of(stats, len(inputs))
+    art = ws.ledger.record_artifact(stage=STAGE, kind="corpus", path=out, inputs=[raw_art["hash"]],
+                                    config_hash=config_hash,
+                                    meta={"input_docs": summary.input_docs,
+                                          "output_docs": summary.output_docs,
+                                          "dropped": summary.dropped, "redacted": summary.redacted,
+                                          "steps": list(cur.steps), "executor": executor})
+    if not cur.keep_work:
+        shutil.rmtree(work, ignore_errors=True)
+    summary.path, summary.artifact, summary.seconds = out, art, time.monotonic() - t0
+    return summary
+
+
+def _resolve(pass_dir: Path, steps: list[str], cur, console) -> dict:
+    from soberan.curate.dedup import resolve
+    from soberan.curate.minhash import MinHashParams
+
+    marker = pass_dir / "resolved.json"
+    if marker.exists():
+        return json.loads(marker.read_text())
+    console.print(f"resolving {', '.join(steps)} over the whole corpus (DuckDB)")
+    report = resolve(pass_dir, steps, MinHashParams(**cur.fuzzy_dedup.model_dump()), cur.memory_limit)
+    tmp = pass_dir / ".tmp-resolved.json"
+    tmp.write_text(json.dumps(report))
+    tmp.replace(marker)
+    return report
+
+
+def _decontam_report(work: Path) -> dict:
+    import pyarrow.parquet as pq
+
+    out = {}
+    for f in sorted((work / "decontam").glob("*.parquet")):
+        meta = pq.read_schema(f).metadata or {}
+        if b"report" in meta:
+            out[f.stem] = json.loads(meta[b"report"])
+    return out

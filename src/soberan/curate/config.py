@@ -1,7 +1,96 @@
-"""Settings of `soberan curate` (the `[curate]` section)."""
+"""Settings of `soberan curate` (the `[curate]` section and its sub-tables).
 
-from pydantic import BaseModel, ConfigDict
+Every threshold that depends on the language lives in the language pack (`soberan.lang.<code>`);
+what is here is the shape of the pipeline: which steps, in which order, and the few knobs that are
+the same for every language (MinHash bands, n-gram sizes).
+"""
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+StepName = Literal["normalize", "langid", "quality", "pii", "exact_dedup", "fuzzy_dedup", "decontam"]
+
+DEFAULT_STEPS: list[str] = ["normalize", "langid", "quality", "pii", "exact_dedup", "fuzzy_dedup",
+                            "decontam"]
 
 
-class CurateSettings(BaseModel):
+class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+
+class NormalizeSettings(_Strict):
+    # "auto": run ftfy only on text that holds a character a mis-decoded UTF-8 lead byte becomes
+    # (Latin-1, Cyrillic, box drawing); "always" runs it on every document.
+    ftfy: Literal["auto", "always", "never"] = "auto"
+
+
+class LangIdSettings(_Strict):
+    # Minimum lid.176 probability to accept a document as a target language. By default each
+    # pack's thresholds["language_score"] (FineWeb2's per-language value; 0.65, FineWeb's English
+    # threshold, where it gives none); `min_score` overrides every pack, `min_scores` one language.
+    min_score: float | None = Field(None, ge=0, le=1)
+    min_scores: dict[str, float] = {}
+    # A document whose main language is not a target: "drop" it, or "keep_target_lines" when at
+    # least `min_target_share` of its characters are in lines of a target language.
+    mixed: Literal["drop", "keep_target_lines"] = "keep_target_lines"
+    min_target_share: float = Field(0.5, gt=0, le=1)
+    min_line_chars: int = 20  # shorter lines take the language of the line before them
+
+
+class QualitySettings(_Strict):
+    # Names from soberan.curate.quality.QUALITY_FILTERS, applied in this order.
+    filters: list[str] = ["gopher_repetition", "gopher_quality", "fineweb_quality"]
+    clean_lines: bool = True  # drop boilerplate / navigation lines before the filters
+
+
+class PiiSettings(_Strict):
+    # National formats to redact, by language pack; empty means project.languages.
+    languages: list[str] = []
+
+
+class FuzzyDedupSettings(_Strict):
+    # MinHash LSH (Broder 1997; Leskovec et al., Mining of Massive Datasets ch. 3). FineWeb's
+    # setting: 5-gram word shingles, 14 bands of 8 rows (112 hashes), which finds pairs above
+    # a Jaccard similarity of about (1/14)^(1/8) = 0.72.
+    shingle_size: int = Field(5, ge=1)
+    bands: int = Field(14, ge=1)
+    rows: int = Field(8, ge=1)
+    seed: int = 1
+
+
+class BenchmarkFile(_Strict):
+    name: str
+    path: str  # JSONL, TSV or Parquet, relative to the workspace
+    fields: list[str] = ["text"]
+
+
+class DecontamSettings(_Strict):
+    # Documents sharing a 13-gram of words with a benchmark item are removed, as in GPT-3
+    # (Brown et al. 2020, appendix C) and Llama 2 (Touvron et al. 2023, appendix A.6).
+    ngram: int = Field(13, ge=3)
+    min_matches: int = Field(1, ge=1)  # distinct shared n-grams needed to call a document contaminated
+    benchmarks: list[str] = []  # benchmark names known to `soberan evaluate`
+    files: list[BenchmarkFile] = []  # or explicit files
+
+
+class CurateSettings(_Strict):
+    steps: list[StepName] = list(DEFAULT_STEPS)
+    batch_size: int = Field(1000, ge=1)  # documents per Arrow batch inside a worker
+    workers: int = Field(0, ge=0)  # processes for the per-shard steps; 0 = one per CPU core
+    memory_limit: str = "2GB"  # DuckDB's limit for the corpus-wide steps; beyond it, it spills to disk
+    keep_work: bool = False  # keep work/curate/ (hashes, signatures) after a successful run
+    normalize: NormalizeSettings = NormalizeSettings()
+    langid: LangIdSettings = LangIdSettings()
+    quality: QualitySettings = QualitySettings()
+    pii: PiiSettings = PiiSettings()
+    fuzzy_dedup: FuzzyDedupSettings = FuzzyDedupSettings()
+    decontam: DecontamSettings = DecontamSettings()
+
+    @field_validator("steps")
+    @classmethod
+    def _unique(cls, v: list[str]) -> list[str]:
+        dup = sorted({s for s in v if v.count(s) > 1})
+        if dup:
+            raise ValueError(f"steps listed twice: {dup}")
+        return v

@@ -1,1 +1,249 @@
-"""soberan tokenizer."""
+"""`soberan tokenizer`: keep, extend or replace the base tokenizer, and measure what it costs.
+
+A tokenizer made for English spends two to five times more tokens on Korean, Thai or Arabic, and
+every extra token is paid for in training compute, context length and serving cost. The stage
+reads the curated corpus (`curated/`), holds out a few documents per language, and then, as
+`[tokenizer] mode` says:
+
+- keep: saves the base as it is (in the HF format);
+- extend: continues the base's BPE on the corpus (extend.py): new tokens get new ids after the
+  base's, every original id is unchanged, and `new_token_init.json` tells the train stage which
+  base ids each new token is made of;
+- replace: trains a byte-level BPE from scratch (train.py).
+
+It writes `tokenizer/final/` (loads with `AutoTokenizer.from_pretrained` and vLLM as is),
+`tokenizer/fertility.json` and a chart (before and after, on the held-out text), and
+`tokenizer/training_docs.parquet` (which documents taught the tokenizer: take-downs need it), and
+records all of them in the ledger. A killed run resumes from the shards it had counted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # soberan.config imports this package for its settings: no import cycle
+    from soberan.tokenizer.config import TokenizerSettings
+    from soberan.workspace import Workspace
+
+STAGE = "tokenizer"
+VERSION = "1"  # bump when the output for the same input and settings changes
+LABELS = {"extend": "extended", "replace": "trained"}
+
+
+@dataclass
+class TokenizerSummary:
+    mode: str
+    base: str
+    path: Path
+    vocab_size: int
+    base_vocab_size: int
+    new_tokens: int = 0  # ids added after the base's (learned tokens and special tokens)
+    learned_tokens: int = 0
+    unreachable: int = 0  # learned tokens their own string does not produce; always 0
+    train_docs: int = 0
+    train_chars: int = 0
+    held_out_docs: int = 0
+    before: str = ""  # labels in fertility.json
+    after: str = ""
+    fertility_before: dict[str, float] = field(default_factory=dict)  # tokens per character
+    fertility_after: dict[str, float] = field(default_factory=dict)
+    report: Path | None = None
+    up_to_date: bool = False
+    artifact: dict | None = None
+
+
+def settings(ws: Workspace, **overrides) -> TokenizerSettings:
+    """The workspace's [tokenizer] settings with command-line overrides, validated again."""
+    from soberan.tokenizer.config import TokenizerSettings
+
+    body = ws.config.tokenizer.model_dump()
+    body.update({k: v for k, v in overrides.items() if v is not None})
+    return TokenizerSettings.model_validate(body)
+
+
+def config_hash(s: TokenizerSettings) -> str:
+    # The same digest as Config.section_hash("tokenizer") when nothing is overridden.
+    return hashlib.sha256(json.dumps({"tokenizer": s.model_dump(mode="json")}, sort_keys=True).encode()).hexdigest()
+
+
+def run(ws: Workspace, *, mode: str | None = None, base: str | None = None, new_tokens: int | None = None,
+        vocab_size: int | None = None, force: bool = False) -> TokenizerSummary:
+    """Make `tokenizer/final/` as the config (and any override) says; see the module docstring."""
+    from tokenizers import AddedToken, Tokenizer
+
+    from soberan.config import ConfigError
+    from soberan.documents import shard_paths, tree_sha256
+    from soberan.tokenizer import corpus, extend, fertility, formats
+    from soberan.ui import progress
+
+    s = settings(ws, mode=mode, base=base, new_tokens=new_tokens, vocab_size=vocab_size)
+    languages = s.languages or list(ws.config.project.languages)
+    cur = ws.ledger.latest_artifact("curate", "corpus")
+    if cur is None and s.mode != "keep":
+        raise FileNotFoundError(f"{ws.root}: no curated corpus in the ledger; run `soberan curate` first")
+    corpus_dir = ws.root / cur["path"] if cur else None
+    if corpus_dir is not None and s.mode != "keep" and not shard_paths(corpus_dir):
+        raise FileNotFoundError(f"{corpus_dir}: the curated corpus has no shards")
+    inputs = [cur["hash"]] if cur else []
+    chash = config_hash(s)
+    base_path = formats.resolve(s.base, ws.config.root)
+    base_sha = tree_sha256(base_path)
+    out = ws.stage_dir(STAGE)
+    final = out / "final"
+
+    if not force and (done := _up_to_date(ws, inputs, chash, base_sha)):
+        m = done["meta"]
+        return TokenizerSummary(
+            m["mode"], m["base"], final, m["vocab_size"], m["base_vocab_size"], m["new_tokens"],
+            m.get("learned_tokens", 0), m.get("unreachable", 0), m.get("train_docs", 0),
+            m.get("train_chars", 0), m.get("held_out_docs", 0), m.get("before", ""), m.get("after", ""),
+            m.get("fertility_before", {}), m.get("fertility_after", {}), out / "fertility.json",
+            up_to_date=True, artifact=done)
+
+    for code in list(s.eval_texts):
+        if not ws.config.resolve(s.eval_texts[code]).is_file():
+            raise ConfigError(f"tokenizer.eval_texts.{code}: no file {ws.config.resolve(s.eval_texts[code])}")
+    base_tok = formats.load(s.base, ws.config.root)
+    if s.mode == "extend" and base_tok.style == "other":
+        raise ConfigError(f"tokenizer.base: {base_tok.name} is neither SentencePiece-style nor byte-level "
+                          "BPE; extend needs a BPE tokenizer")
+    plan = corpus.plan(corpus_dir, languages, s.held_out) if corpus_dir else corpus.Plan(languages)
+    if s.mode != "keep" and sum(plan.docs_per_lang.values()) <= len(plan.held_out):
+        raise FileNotFoundError(f"{corpus_dir}: no curated document in {languages} to learn from "
+                                "(check project.languages or tokenizer.languages)")
+    roles: list[dict] = []
+    learned = None
+    work = ws.root / "work" / STAGE
+
+    bos = s.bos_token or (base_tok.bos if s.mode != "replace" else "<s>")
+    eos = s.eos_token or (base_tok.eos if s.mode != "replace" else "</s>")
+    pad = s.pad_token or (base_tok.pad if s.mode != "replace" else None)
+    unk = base_tok.unk if s.mode != "replace" else None
+    template = formats.chat_template_for(s.chat_template, base_tok, s.mode)
+    wanted = list(dict.fromkeys(t for t in [bos, eos, pad, *formats.template_tokens(template), *s.special_tokens] if t))
+
+    with progress() as bar:
+        if s.mode == "extend":
+            key = hashlib.sha256(json.dumps([VERSION, base_sha, languages, sorted(plan.held_out)]).encode()).hexdigest()
+            job = bar.add_task("counting words", total=len(shard_paths(corpus_dir)))
+            counts = corpus.cached_counts(corpus_dir, plan, lambda texts: extend.count_words(texts, base_tok),
+                                          work / "counts", key, s.max_train_chars, roles,
+                                          on_shard=lambda: bar.advance(job))
+            job = bar.add_task("learning new tokens", total=s.new_tokens)
+            learned = extend.learn(counts, base_tok, s.new_tokens, s.min_frequency,
+                                   progress=lambda k: bar.advance(job, k))
+            bar.update(job, total=len(learned.new_tokens), completed=len(learned.new_tokens))
+            tok = extend.build(base_tok, learned)
+        elif s.mode == "replace":
+            from soberan.tokenizer.train import train_bpe
+
+            n_docs = sum(plan.docs_per_lang.values()) - len(plan.held_out)
+            job = bar.add_task("training byte-level BPE", total=n_docs)
+
+            def texts():
+                for t in corpus.training_texts(corpus_dir, plan, s.max_train_chars, roles):
+                    bar.advance(job)
+                    yield t
+
+            tok = train_bpe(texts(), s.vocab_size, wanted, s.min_frequency, length=n_docs)
+        else:
+            tok = Tokenizer.from_str(base_tok.tokenizer.to_str())
+
+    train_docs = [r for r in roles if r["role"] == "train"]
+
+    # Special tokens the chat template or the config need and the base lacks: new ids after the
+    # learned ones, initialised from how the base spells their text.
+    base_vocab_size = base_tok.vocab_size if s.mode != "replace" else 0
+    missing = [t for t in wanted if tok.token_to_id(t) is None]
+    tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in missing])
+    parts: dict[int, list[int]] = {t.id: t.parts for t in (learned.new_tokens if learned else [])}
+    for t in missing:
+        parts[tok.token_to_id(t)] = base_tok.tokenizer.encode(t, add_special_tokens=False).ids
+    unreachable = len(extend.unreachable(tok, learned.new_tokens)) if learned else 0
+
+    tmp = out / ".tmp-final"
+    shutil.rmtree(tmp, ignore_errors=True)
+    formats.save(tok, tmp, bos=bos, eos=eos, unk=unk, pad=pad, chat_template=template)
+    if s.mode != "replace":
+        extend.write_init_map(tmp / "new_token_init.json", base_tok, base_vocab_size, parts)
+    shutil.rmtree(final, ignore_errors=True)
+    tmp.rename(final)
+
+    # Fertility before and after, on the held-out documents and the configured eval texts.
+    sets = eval_sets(ws, s, corpus_dir, plan)
+    before_label = Path(base_tok.name).name if base_tok.name not in formats.BUILTIN else base_tok.name
+    after_label = LABELS.get(s.mode, before_label)
+    report: fertility.Report = {before_label: fertility.measure(base_tok, sets)}
+    if s.mode != "keep":
+        report[after_label] = fertility.measure(formats.load(final), sets)
+    fert_path = fertility.write_json(report, out / "fertility.json", before=before_label, after=after_label)
+    if sets:
+        fertility.chart(report, out / "fertility.png")
+
+    summary = TokenizerSummary(
+        s.mode, base_tok.name, final, tok.get_vocab_size(with_added_tokens=True), base_vocab_size,
+        new_tokens=len(parts) if s.mode != "replace" else 0,
+        learned_tokens=len(learned.new_tokens) if learned else 0, unreachable=unreachable,
+        train_docs=len(train_docs), train_chars=sum(r["chars"] for r in train_docs),
+        held_out_docs=len(plan.held_out), before=before_label, after=after_label,
+        fertility_before={k: round(v.tokens_per_char, 4) for k, v in report[before_label].items()},
+        fertility_after={k: round(v.tokens_per_char, 4) for k, v in report[after_label].items()},
+        report=fert_path)
+
+    if s.mode != "keep":
+        corpus.write_roles(roles, out / "training_docs.parquet")
+        ws.ledger.record_artifact(stage=STAGE, kind="training_input", path=out / "training_docs.parquet",
+                                  inputs=inputs, config_hash=chash,
+                                  meta={"train_docs": summary.train_docs, "train_chars": summary.train_chars,
+                                        "held_out_docs": summary.held_out_docs, "languages": languages})
+    meta = {k: v for k, v in summary.__dict__.items()
+            if k not in ("path", "report", "up_to_date", "artifact")}
+    meta.update(version=VERSION, base_sha256=base_sha, chat_template=s.chat_template)
+    summary.artifact = ws.ledger.record_artifact(stage=STAGE, kind="tokenizer", path=final, inputs=inputs,
+                                                 config_hash=chash, meta=meta)
+    ws.ledger.record_artifact(stage=STAGE, kind="fertility", path=fert_path,
+                              inputs=[summary.artifact["hash"]], config_hash=chash,
+                              meta={"before": before_label, "after": after_label})
+    shutil.rmtree(work, ignore_errors=True)  # cached counts hold corpus words: no stale copies
+    return summary
+
+
+def eval_sets(ws: Workspace, s: TokenizerSettings, corpus_dir: Path | None, plan) -> list:
+    """Held-out text per language: the held-out curated documents plus `eval_texts` files."""
+    from soberan.tokenizer import corpus, fertility
+
+    texts = corpus.held_out_texts(corpus_dir, plan) if corpus_dir and plan.held_out else {}
+    for code, path in s.eval_texts.items():
+        lines = [ln for ln in ws.config.resolve(path).read_text(encoding="utf-8").splitlines() if ln.strip()]
+        texts.setdefault(code, []).extend(lines)
+    return [fertility.eval_set(code, t) for code, t in sorted(texts.items()) if t]
+
+
+def workspace_eval_sets(ws: Workspace) -> list:
+    """The held-out text `run` measures on, for `soberan tokenizer report`."""
+    from soberan.tokenizer import corpus
+
+    s = settings(ws)
+    cur = ws.ledger.latest_artifact("curate", "corpus")
+    corpus_dir = ws.root / cur["path"] if cur else None
+    languages = s.languages or list(ws.config.project.languages)
+    plan = corpus.plan(corpus_dir, languages, s.held_out) if corpus_dir else corpus.Plan(languages)
+    return eval_sets(ws, s, corpus_dir, plan)
+
+
+def _up_to_date(ws: Workspace, inputs: list[str], chash: str, base_sha: str) -> dict | None:
+    from soberan.documents import tree_sha256
+
+    art = ws.ledger.latest_artifact(STAGE, "tokenizer")
+    if (not art or art["inputs"] != inputs or art["config_hash"] != chash
+            or art["meta"].get("base_sha256") != base_sha or art["meta"].get("version") != VERSION):
+        return None
+    path = ws.root / art["path"]
+    if not path.exists() or tree_sha256(path) != art["sha256"]:
+        return None
+    return art

@@ -1,0 +1,132 @@
+"""Which files a source names, and a folder of text files as documents (one file, one document).
+
+`.txt`/`.md` and unknown extensions are decoded as text; `.html`/`.htm`/`.xhtml` (or content
+that starts like HTML) go through trafilatura. A `.gz` suffix is decompressed transparently.
+"""
+
+from __future__ import annotations
+
+import glob as globlib
+import gzip
+import re
+import zlib
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from soberan.collect.encoding import Undecodable, decode
+from soberan.collect.html import body_to_doc, looks_like_html
+from soberan.collect.items import ConvertOptions, Doc, Reject
+
+if TYPE_CHECKING:
+    from soberan.config import Config, Source
+
+# What a folder source picks up when `include` is left at its default, per kind.
+DEFAULT_INCLUDE = {
+    "files": ["**/*"],
+    "jsonl": ["**/*.jsonl", "**/*.jsonl.gz", "**/*.ndjson", "**/*.ndjson.gz"],
+    "parquet": ["**/*.parquet"],
+    "csv": ["**/*.csv", "**/*.tsv", "**/*.csv.gz", "**/*.tsv.gz"],
+    "warc": ["**/*.warc", "**/*.warc.gz"],
+}
+HTML_SUFFIXES = {".html", ".htm", ".xhtml", ".shtml"}
+TEXT_SUFFIXES = {".txt", ".md", ".markdown", ".text", ".rst"}
+
+
+@lru_cache(maxsize=256)
+def _glob_regex(pattern: str) -> re.Pattern:
+    """A glob over `/`-separated relative paths: `**/` spans zero or more folders, `*` and `?`
+    stay inside one folder (pathlib's `match` in Python 3.11 cannot do `**`)."""
+    out, i = [], 0
+    while i < len(pattern):
+        if pattern.startswith("**/", i):
+            out.append("(?:.*/)?")
+            i += 3
+        elif pattern.startswith("**", i):
+            out.append(".*")
+            i += 2
+        elif pattern[i] == "*":
+            out.append("[^/]*")
+            i += 1
+        elif pattern[i] == "?":
+            out.append("[^/]")
+            i += 1
+        elif pattern[i] == "[" and "]" in pattern[i + 1:]:
+            j = pattern.index("]", i + 1)
+            out.append("[" + pattern[i + 1:j].replace("!", "^", 1) + "]")
+            i = j + 1
+        else:
+            out.append(re.escape(pattern[i]))
+            i += 1
+    return re.compile("".join(out) + r"\Z")
+
+
+def glob_match(rel: str, patterns: list[str]) -> bool:
+    return any(_glob_regex(p).match(rel) for p in patterns)
+
+
+def list_inputs(cfg: Config, source: Source) -> tuple[Path, list[tuple[Path, str]]]:
+    """(base folder, [(file, path relative to base)]) for a path/folder/glob source, sorted so
+    every run sees the same order. Hidden files and folders (`.git`, `.DS_Store`) are left out."""
+    raw = source.path or ""
+    full = cfg.resolve(raw)
+    include = source.include if "include" in source.model_fields_set else DEFAULT_INCLUDE[source.kind]
+    if any(c in raw for c in "*?["):
+        parts = full.parts
+        k = next(i for i, p in enumerate(parts) if any(c in p for c in "*?["))
+        base = Path(*parts[:k])
+        files = [Path(p) for p in globlib.glob(str(full), recursive=True) if Path(p).is_file()]
+        pairs = [(p, p.relative_to(base).as_posix()) for p in files]
+    elif full.is_file():
+        base, pairs = full.parent, [(full, full.name)]
+    elif full.is_dir():
+        base = full
+        pairs = [(p, p.relative_to(full).as_posix()) for p in full.rglob("*") if p.is_file()]
+        pairs = [(p, r) for p, r in pairs if glob_match(r, include)]
+    else:
+        raise FileNotFoundError(f"source {source.name!r}: path {full} does not exist")
+    pairs = [(p, r) for p, r in pairs
+             if not any(part.startswith(".") for part in r.split("/"))
+             and not glob_match(r, source.exclude)]
+    if not pairs:
+        from soberan.config import ConfigError
+
+        raise ConfigError(f"source {source.name!r}: no files match path {raw!r} "
+                          f"(include {include}, exclude {source.exclude})")
+    return base, sorted(pairs, key=lambda pr: pr[1])
+
+
+def read_limited(path: Path, limit: int) -> bytes:
+    """The file's bytes (decompressed for .gz), or ValueError past `limit` bytes. gzip's
+    EOFError/BadGzipFile and zlib.error propagate for the caller to record."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rb") as f:
+        data = f.read(limit + 1)
+    if len(data) > limit:
+        raise ValueError(f"more than {limit} bytes{' decompressed' if path.suffix == '.gz' else ''}")
+    return data
+
+
+def read_file(path: str, rel: str, opts: ConvertOptions) -> Doc | Reject:
+    """One file of a `files` source as one document."""
+    p = Path(path)
+    try:
+        size = p.stat().st_size
+        if size > opts.max_record_bytes:
+            return Reject("too_large", f"{size} bytes > collect.max_record_bytes", rel)
+        data = read_limited(p, opts.max_record_bytes)
+    except ValueError as e:
+        return Reject("too_large", f"{e} (collect.max_record_bytes)", rel)
+    except (EOFError, gzip.BadGzipFile, zlib.error) as e:
+        return Reject("truncated", f"corrupt or truncated gzip: {e}", rel)
+    except OSError as e:
+        return Reject("unreadable", f"{type(e).__name__}: {e}", rel)
+    name = p.name[:-3] if p.suffix == ".gz" else p.name
+    suffix = Path(name).suffix.lower()
+    if suffix in HTML_SUFFIXES or (suffix not in TEXT_SUFFIXES and looks_like_html(data)):
+        return body_to_doc(data, locator=rel, url=rel, html=True, charset=None, date=None, opts=opts)
+    try:
+        text, _ = decode(data, forced=opts.encoding, langs=opts.langs)
+    except Undecodable as e:
+        return Reject(e.rule, str(e), rel)
+    return Doc(text=text, locator=rel, url=rel)

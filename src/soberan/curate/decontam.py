@@ -1,0 +1,205 @@
+"""Benchmark decontamination: drop documents that share long word n-grams with an evaluation set.
+
+The rule is GPT-3's (Brown et al. 2020, appendix C): a document is contaminated when it shares an
+n-gram of words with a benchmark item, with n = 13, lowered for a benchmark of short items to the
+5th percentile of its items' lengths, but never below 8. Llama 2 (Touvron et al. 2023, A.6) uses
+the same idea on tokens. Words are the document language's own (Kiwi morphemes for Korean, Thai
+words for Thai), so the rule means the same in every language.
+
+Benchmark texts come from `soberan.evaluate` (the benchmarks named in `[evaluate]`) or from files
+named in `[curate.decontam] files`. Their n-gram hashes are computed once per language and kept as
+a small Parquet file in the work folder, so every worker loads instead of re-segmenting them.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from soberan.config import Config, ConfigError
+from soberan.curate.minhash import ngram_hashes
+from soberan.documents import write_parquet_atomic
+from soberan.lang import LangPack
+
+MIN_N = 8  # GPT-3's lower bound on the n-gram size
+
+
+@dataclass(frozen=True)
+class Hit:
+    benchmark: str
+    matches: int  # distinct shared n-grams
+    n: int
+
+    @property
+    def reason(self) -> str:
+        return (f"shares {self.matches} distinct {self.n}-gram{'s' * (self.matches > 1)} of words "
+                f"with benchmark {self.benchmark}")
+
+
+# --- benchmark texts ----------------------------------------------------------------------------
+
+def _texts_of(value) -> list[str]:
+    if isinstance(value, str):
+        return [value] if value.strip() else []
+    if isinstance(value, list | tuple):
+        return [t for v in value for t in _texts_of(v)]
+    return []
+
+
+def read_benchmark_file(path: Path, fields: list[str]) -> list[str]:
+    """Texts of the named fields of a JSONL, JSON array, TSV/CSV or Parquet file; a list field
+    (answer choices) gives one text per element."""
+    if not path.exists():
+        raise ConfigError(f"curate.decontam.files: {path} does not exist")
+    suffix = path.suffix.lower()
+    if suffix == ".parquet":
+        table = pq.read_table(path)
+        missing = [f for f in fields if f not in table.column_names]
+        if missing:
+            raise ConfigError(f"{path}: no column(s) {missing}; columns are {table.column_names}")
+        records = table.select(fields).to_pylist()
+    elif suffix in (".tsv", ".csv", ".txt"):
+        with open(path, encoding="utf-8", newline="") as f:
+            reader = csv.DictReader(f, delimiter="," if suffix == ".csv" else "\t")
+            missing = [x for x in fields if x not in (reader.fieldnames or [])]
+            if missing:
+                raise ConfigError(f"{path}: no column(s) {missing}; header is {reader.fieldnames}")
+            records = list(reader)
+    elif suffix == ".json":
+        records = json.loads(path.read_text(encoding="utf-8"))
+        if isinstance(records, dict):
+            records = records.get("data") or [records]
+    else:  # JSON lines
+        with open(path, encoding="utf-8") as f:
+            records = [json.loads(line) for line in f if line.strip()]
+    out = []
+    for r in records:
+        for name in fields:
+            out.extend(_texts_of(r.get(name) if isinstance(r, dict) else None))
+    return list(dict.fromkeys(out))
+
+
+def benchmark_texts(cfg: Config) -> dict[str, list[str]]:
+    """Every benchmark named in `[curate.decontam]`: name -> its item texts."""
+    d = cfg.curate.decontam
+    out: dict[str, list[str]] = {}
+    if d.benchmarks:
+        try:
+            from soberan.evaluate.specs import benchmark_texts as from_evaluate
+        except ImportError as e:
+            raise ConfigError("curate.decontam.benchmarks needs soberan.evaluate's benchmark specs "
+                              f"({e}); name the files in curate.decontam.files instead") from None
+        out.update(from_evaluate(cfg, list(d.benchmarks)))
+    for f in d.files:
+        out[f.name] = read_benchmark_file(cfg.resolve(f.path), list(f.fields))
+    return out
+
+
+# --- the index ----------------------------------------------------------------------------------
+
+@dataclass
+class LangIndex:
+    """Sorted n-gram hashes of every benchmark item in one language, per n-gram size."""
+
+    by_n: dict[int, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  # n -> (hashes, bench)
+    names: list[str] = field(default_factory=list)
+    report: dict = field(default_factory=dict)  # benchmark -> {items, n, too_short}
+
+
+def build_lang_index(texts: dict[str, list[str]], pack: LangPack, ngram: int) -> LangIndex:
+    idx = LangIndex(names=sorted(texts))
+    parts: dict[int, list[tuple[np.ndarray, int]]] = {}
+    for b, name in enumerate(idx.names):
+        items = [pack.words(t) for t in texts[name]]
+        lengths = np.array([len(w) for w in items] or [0])
+        n = int(min(ngram, max(MIN_N, np.percentile(lengths, 5))))
+        usable = [w for w in items if len(w) >= n]
+        idx.report[name] = {"items": len(items), "ngram": n, "too_short": len(items) - len(usable)}
+        for w in usable:
+            parts.setdefault(n, []).append((ngram_hashes(w, n), b))
+    for n, lst in parts.items():
+        h = np.concatenate([x for x, _ in lst])
+        bench = np.concatenate([np.full(len(x), b, dtype=np.int32) for x, b in lst])
+        order = np.argsort(h, kind="stable")
+        idx.by_n[n] = (h[order], bench[order])
+    return idx
+
+
+def _save(idx: LangIndex, path: Path) -> None:
+    ns = sorted(idx.by_n)
+    table = pa.table({
+        "n": pa.array(np.concatenate([np.full(len(idx.by_n[n][0]), n, np.int32) for n in ns])
+                      if ns else np.array([], np.int32)),
+        "hash": pa.array(np.concatenate([idx.by_n[n][0] for n in ns]) if ns else np.array([], np.uint64)),
+        "bench": pa.array(np.concatenate([idx.by_n[n][1] for n in ns]) if ns else np.array([], np.int32)),
+    })
+    meta = {b"names": json.dumps(idx.names).encode(), b"report": json.dumps(idx.report).encode()}
+    write_parquet_atomic(table.replace_schema_metadata(meta), path)
+
+
+def _load(path: Path) -> LangIndex:
+    t = pq.read_table(path)
+    meta = t.schema.metadata or {}
+    idx = LangIndex(names=json.loads(meta[b"names"]), report=json.loads(meta[b"report"]))
+    n = t.column("n").to_numpy()
+    h = t.column("hash").to_numpy()
+    b = t.column("bench").to_numpy()
+    for k in np.unique(n):
+        m = n == k
+        idx.by_n[int(k)] = (h[m], b[m])  # saved sorted within each n
+    return idx
+
+
+class Index:
+    """Benchmark n-grams per language, built on first use and cached in the work folder."""
+
+    def __init__(self, texts: dict[str, list[str]], ngram: int, min_matches: int, cache: Path | None):
+        self.texts, self.ngram, self.min_matches, self.cache = texts, ngram, min_matches, cache
+        self._by_lang: dict[str, LangIndex] = {}
+
+    def for_pack(self, pack: LangPack) -> LangIndex:
+        if pack.code not in self._by_lang:
+            path = self.cache / f"{pack.code}.parquet" if self.cache else None
+            if path is not None and path.exists():
+                self._by_lang[pack.code] = _load(path)
+            else:
+                idx = build_lang_index(self.texts, pack, self.ngram)
+                if path is not None:
+                    _save(idx, path)
+                self._by_lang[pack.code] = idx
+        return self._by_lang[pack.code]
+
+    def match(self, text: str, pack: LangPack) -> Hit | None:
+        idx = self.for_pack(pack)
+        if not idx.by_n:
+            return None
+        words = pack.words(text)
+        best: Hit | None = None
+        for n, (hashes, bench) in idx.by_n.items():
+            if len(words) < n or len(hashes) == 0:
+                continue
+            h = np.unique(ngram_hashes(words, n))
+            pos = np.minimum(np.searchsorted(hashes, h), len(hashes) - 1)
+            found = pos[hashes[pos] == h]
+            if len(found) < self.min_matches:
+                continue
+            counts = np.bincount(bench[found], minlength=len(idx.names))
+            b = int(counts.argmax())
+            if counts[b] >= self.min_matches and (best is None or counts[b] > best.matches):
+                best = Hit(idx.names[b], int(counts[b]), n)
+        return best
+
+
+def load_index(ctx) -> Index | None:
+    d = ctx.cur.decontam
+    texts = benchmark_texts(ctx.cfg)
+    if not texts:
+        return None
+    cache = ctx.work_dir / "decontam" if ctx.work_dir else None
+    return Index(texts, d.ngram, d.min_matches, cache)

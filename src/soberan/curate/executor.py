@@ -1,0 +1,122 @@
+"""Where the per-shard work runs. Steps know nothing of this layer (datatrove's split between
+pipeline and executor): the same `ShardTask`s go to a local process pool or to Ray Data, and give
+the same files, because each task writes its own outputs from its own inputs.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict
+
+from soberan.curate.shard import ShardTask, run_shard
+
+
+def default_workers() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+class LocalExecutor:
+    """A process pool kept for the whole run (workers load Kiwi, lid.176 and the benchmark index
+    once, not once per pass), or the calling process when one worker is asked for."""
+
+    def __init__(self, workers: int):
+        self.workers = workers
+        self._pool = None
+
+    def run(self, tasks: Sequence[ShardTask], on_done: Callable[[dict], None]) -> list[dict]:
+        out: list[dict] = []
+        if self.workers <= 1:
+            for t in tasks:
+                out.append(run_shard(t))
+                on_done(out[-1])
+            return out
+        from concurrent.futures import as_completed
+
+        futures = [self._get_pool().submit(run_shard, t) for t in tasks]
+        for f in as_completed(futures):
+            out.append(f.result())
+            on_done(out[-1])
+        return out
+
+    def _get_pool(self):
+        if self._pool is None:
+            import multiprocessing as mp
+            from concurrent.futures import ProcessPoolExecutor
+
+            # forkserver: workers fork from a clean server that has imported the steps once, never
+            # from the parent, which may hold DuckDB or Kiwi threads a fork would copy mid-lock.
+            ctx = mp.get_context("forkserver")
+            ctx.set_forkserver_preload(["soberan.curate.shard", "soberan.curate.dedup",
+                                        "soberan.curate.langid"])
+            self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx)
+        return self._pool
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
+
+
+def _ray_row(row: dict) -> dict:
+    import json
+
+    counts = run_shard(ShardTask(**{k: tuple(v) if isinstance(v, list) else v
+                                    for k, v in json.loads(row["task"]).items()}))
+    return {"counts": json.dumps(counts, ensure_ascii=False)}
+
+
+class RayExecutor:
+    """Ray Data: one row per shard task, mapped with one CPU each. With `address` it joins that
+    cluster (the workspace must be on storage every node sees); without, it starts a local Ray,
+    and shuts down only what it started."""
+
+    def __init__(self, workers: int, address: str | None):
+        import ray
+
+        self.started = False
+        if not ray.is_initialized():
+            kwargs = {"address": address} if address else {"num_cpus": max(workers, 1)}
+            ray.init(include_dashboard=False, ignore_reinit_error=True, log_to_driver=False,
+                     configure_logging=False, **kwargs)
+            self.started = True
+        ray.data.DataContext.get_current().enable_progress_bars = False
+
+    def run(self, tasks: Sequence[ShardTask], on_done: Callable[[dict], None]) -> list[dict]:
+        import json
+
+        import ray
+
+        items = [{"task": json.dumps(asdict(t), ensure_ascii=False)} for t in tasks]
+        ds = ray.data.from_items(items, override_num_blocks=max(len(items), 1))
+        out = []
+        for row in ds.map(_ray_row, num_cpus=1).iter_rows():
+            out.append(json.loads(row["counts"]))
+            on_done(out[-1])
+        return out
+
+    def close(self) -> None:
+        if self.started:
+            import ray
+
+            ray.shutdown()
+
+
+@contextmanager
+def executor(kind: str = "local", workers: int = 0, ray_address: str | None = None) -> Iterator:
+    """The executor for one run: `.run(tasks, on_done)` as many times as there are passes."""
+    workers = workers or default_workers()
+    if kind == "local":
+        ex = LocalExecutor(workers)
+    elif kind == "ray":
+        ex = RayExecutor(workers, ray_address)
+    else:
+        raise ValueError(f"unknown executor {kind!r} (local or ray)")
+    try:
+        yield ex
+    finally:
+        ex.close()

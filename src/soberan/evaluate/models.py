@@ -1,0 +1,109 @@
+"""The models an evaluation scores: where they are, what they hash to, what they were trained on."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from soberan.config import ConfigError
+from soberan.documents import tree_sha256
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    label: str  # as the user named it, or its path in the workspace
+    path: Path
+    sha256: str  # tree hash of the checkpoint folder, recomputed now
+    record: dict | None  # its artifact record in the ledger, when it has one
+
+
+def resolve_models(ws, given: list[str | Path]) -> list[ModelRef]:
+    """The named model folders, or the train stage's latest model. Each must be a Hugging Face
+    checkpoint folder (config.json); a name is a path, absolute or relative to the workspace."""
+    if not given:
+        rec = ws.ledger.latest_artifact("train", "model", role="main")
+        if rec is None:
+            raise FileNotFoundError("no model to evaluate: the ledger has no train/model artifact "
+                                    "(run `soberan train`, or name model folders with --compare)")
+        given = [rec["path"]]
+    by_path = {r["path"]: r for r in ws.ledger.artifacts()}
+    out, seen = [], set()
+    for g in given:
+        p = Path(g).expanduser()
+        p = (p if p.is_absolute() else ws.root / p).resolve()
+        if not (p / "config.json").is_file():
+            raise FileNotFoundError(f"{p}: not a model checkpoint folder (no config.json)")
+        if p in seen:
+            raise ConfigError(f"model {g} is named twice")
+        seen.add(p)
+        rel = ws.ledger.rel(p)
+        out.append(ModelRef(label=rel, path=p, sha256=tree_sha256(p), record=by_path.get(rel)))
+    return out
+
+
+def training_corpora(ws, models: list[ModelRef]) -> list[Path]:
+    """The corpus folders these models were trained on, read from the ledger: for each model the
+    nearest `corpus` artifacts up its chain of inputs (curated/ for the adapted model, raw/ for a
+    baseline trained on raw text). A model the ledger does not know is checked against the
+    workspace's latest curated (else collected) corpus; its base model's own pretraining data is
+    not something this workspace can see."""
+    arts = {r["hash"]: r for r in ws.ledger.records("artifact")}
+    found: dict[str, Path] = {}
+    for m in models:
+        frontier = [m.record] if m.record else []
+        hits: list[dict] = []
+        seen: set[str] = set()
+        while frontier and not hits:
+            nxt = []
+            for rec in frontier:
+                for h in rec.get("inputs", []):
+                    parent = arts.get(h)
+                    if parent is None or h in seen:
+                        continue
+                    seen.add(h)
+                    (hits if parent["kind"] == "corpus" else nxt).append(parent)
+            frontier = nxt
+        if not hits:
+            latest = ws.ledger.latest_artifact("curate", "corpus") or ws.ledger.latest_artifact("collect", "corpus")
+            hits = [latest] if latest else []
+        for rec in hits:
+            found.setdefault(rec["path"], ws.root / rec["path"])
+    return [p for p in found.values() if p.exists()]
+
+
+def heldout_files(ws, reference: ModelRef) -> dict[str, Path]:
+    """Held-out text per language, `<lang>.parquet`: the reference model's own held-out folder
+    (the train stage writes `<out>/heldout/` beside `<out>/final/`), else the ledger's latest
+    train/heldout artifact. Every compared model is scored on these same documents."""
+    candidates = [reference.path.parent / "heldout"]
+    rec = ws.ledger.latest_artifact("train", "heldout")
+    if rec:
+        candidates.append(ws.root / rec["path"])
+    for c in candidates:
+        if c.is_dir():
+            files = {p.stem: p for p in sorted(c.glob("*.parquet")) if not p.name.startswith(".tmp-")}
+            if files:
+                return files
+        elif c.is_file() and c.suffix == ".parquet":
+            return {c.stem: c}
+    return {}
+
+
+def load_model(path: Path, device: str = "auto"):
+    """Model and tokenizer from a local folder only (no hub lookup), in eval mode."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # the stage shows its own progress
+
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        tok = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    except (OSError, ValueError) as e:
+        raise FileNotFoundError(f"{path}: no tokenizer saved with the model ({e})") from None
+    model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, dtype="auto")
+    if device == "cpu":
+        model = model.float()  # bf16 matmuls are slow on most CPUs and lose precision in the sum
+    return model.to(device).eval(), tok

@@ -1,0 +1,350 @@
+"""The training loop: accelerate's idioms, HF checkpoints with a training state, live metrics.
+
+One loop serves pretraining, continued pretraining (with the embedding stage) and fine-tuning:
+what differs is the model and the sampler handed in. The sampler draws the *global* batch
+identically on every process and each process takes its own slice, so N processes with
+micro-batch m train the same model as one process with micro-batch N·m (up to float rounding).
+
+Checkpoints are written to `checkpoints/.tmp-step-N` and renamed into place, so a run killed
+while saving leaves the previous checkpoint whole; `training_state.pt` beside the HF files holds
+the optimizer, scheduler, RNG states and the sampler's position.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import shutil
+import time
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from soberan.bpb import bits_per_byte
+from soberan.train.mix import DataExhausted
+from soberan.train.model import flops_per_token, freeze_for_embedding_stage, mfu, peak_flops, unfreeze
+
+STATE = "training_state.pt"
+
+
+@dataclass
+class LoopSpec:
+    out_dir: Path
+    max_steps: int
+    micro_batch: int
+    grad_accum: int
+    lr: float
+    seq_len: int
+    run_key: dict
+    min_lr_ratio: float = 0.1
+    warmup_steps: int = 0
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    embed_stage_steps: int = 0
+    first_new_id: int | None = None  # the embedding stage trains rows from here on
+    eval_every: int = 25
+    log_every: int = 5
+    checkpoint_every: int = 50
+    keep_checkpoints: int = 2
+    tensorboard: bool = True
+    bpb_max_length: int = 512
+
+
+@dataclass
+class LoopResult:
+    steps: int
+    bpb_start: dict[str, float]
+    bpb_end: dict[str, float]
+    last: dict = field(default_factory=dict)  # the last metrics record (loss, tokens/s, ...)
+    resumed_from: int | None = None
+    stopped: str | None = None  # why training ended before max_steps, if it did
+    model: object = None  # the prepared (possibly wrapped) model, for the final save
+
+
+# --- checkpoints ------------------------------------------------------------------------------
+
+def checkpoints(out_dir: Path) -> list[Path]:
+    d = out_dir / "checkpoints"
+    if not d.exists():
+        return []
+    found = [p for p in d.glob("step-*") if (p / STATE).exists() and p.name[5:].isdigit()]
+    return sorted(found, key=lambda p: int(p.name[5:]))
+
+
+def latest_checkpoint(out_dir: Path) -> Path | None:
+    found = checkpoints(out_dir)
+    return found[-1] if found else None
+
+
+def load_state(ckpt: Path) -> dict:
+    # weights_only=False: the file holds numpy RNG state and plain dicts that this program wrote
+    # itself into the workspace; it is never a file from elsewhere.
+    state = torch.load(ckpt / STATE, map_location="cpu", weights_only=False)
+    state["dir"] = ckpt
+    return state
+
+
+def _sharded(accelerator) -> bool:
+    """FSDP and DeepSpeed shard the optimizer state: accelerate's save_state/load_state gather
+    and scatter it, where a plain state_dict would hold one rank's shard only."""
+    from accelerate.utils import DistributedType
+
+    return accelerator.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED)
+
+
+def save_hf(model, tokenizer, target: Path, accelerator) -> None:
+    """The model (or a peft adapter), its generation config and tokenizer, as transformers and
+    vLLM load them."""
+    state = accelerator.get_state_dict(model)
+    unwrapped = accelerator.unwrap_model(model)
+    if accelerator.is_main_process:
+        unwrapped.save_pretrained(target, state_dict=state, safe_serialization=True)
+        tokenizer.save_pretrained(target)
+
+
+def _rng_state() -> dict:
+    return {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None}
+
+
+def _set_rng_state(s: dict) -> None:
+    random.setstate(s["python"])
+    np.random.set_state(s["numpy"])
+    torch.set_rng_state(s["torch"])
+    if s.get("cuda") and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(s["cuda"])
+
+
+# --- optimizer and schedule -------------------------------------------------------------------
+
+def param_groups(model, weight_decay: float) -> list[dict]:
+    """Weight decay on the weight matrices only: not on norms, biases or embedding rows, so the
+    base vocabulary's rows stay exactly as they are while they receive no gradient."""
+    emb = {id(model.get_input_embeddings().weight)}
+    head = model.get_output_embeddings()
+    if head is not None:
+        emb.add(id(head.weight))
+    decay, no_decay = [], []
+    for p in model.parameters():
+        if not p.requires_grad:
+            continue
+        (decay if p.ndim >= 2 and id(p) not in emb else no_decay).append(p)
+    return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def lr_lambda(spec: LoopSpec) -> Callable[[int], float]:
+    """Linear warmup, then cosine decay to `min_lr_ratio`; the embedding stage (when there is
+    one) warms up and stays flat, and the full stage warms up again from its own start."""
+    s1 = spec.embed_stage_steps
+
+    def f(step: int) -> float:
+        if step < s1:
+            return min(1.0, (step + 1) / max(1, spec.warmup_steps))
+        s, total = step - s1, max(1, spec.max_steps - s1)
+        if s < spec.warmup_steps:
+            return (s + 1) / spec.warmup_steps
+        frac = min(1.0, (s - spec.warmup_steps) / max(1, total - spec.warmup_steps))
+        return spec.min_lr_ratio + (1 - spec.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * frac))
+
+    return f
+
+
+# --- the loop ---------------------------------------------------------------------------------
+
+def train_loop(accelerator, model, tokenizer, sampler, collate: Callable, spec: LoopSpec, *,
+               heldout: dict[str, list[str]], resume: dict | None = None,
+               on_checkpoint: Callable[[int, Path], None] | None = None,
+               console=None, progress=None) -> LoopResult:
+    """Train `model` (unwrapped) to `spec.max_steps`; returns the prepared model's result.
+
+    `resume` is a loaded training state (`load_state`) whose weights the caller already put
+    into `model`."""
+    out = spec.out_dir
+    out.mkdir(parents=True, exist_ok=True)
+    world, rank = accelerator.num_processes, accelerator.process_index
+    main = accelerator.is_main_process
+    global_batch = spec.micro_batch * spec.grad_accum * world
+    raw = model
+    staged = spec.embed_stage_steps > 0 and spec.first_new_id is not None
+    sharded = _sharded(accelerator)
+    if not sharded:
+        # On the device before the optimizer exists, so fused AdamW and a resumed optimizer
+        # state land where the parameters are.
+        raw.to(accelerator.device)
+    fused = accelerator.device.type == "cuda" and not sharded
+    optimizer = torch.optim.AdamW(param_groups(raw, spec.weight_decay), lr=spec.lr, betas=(0.9, 0.95),
+                                  eps=1e-8, **({"fused": True} if fused else {}))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(spec))
+    step, bpb_start, resumed_from = 0, {}, None
+    if resume is not None:
+        if resume["run_key"] != spec.run_key:
+            changed = sorted(k for k in set(resume["run_key"]) | set(spec.run_key)
+                             if resume["run_key"].get(k) != spec.run_key.get(k))
+            raise ValueError(f"the checkpoint in {out / 'checkpoints'} was made with different "
+                             f"settings ({', '.join(changed)}); pass --no-resume to start over")
+        if resume["global_batch"] != global_batch:
+            raise ValueError(f"the checkpoint used a global batch of {resume['global_batch']} sequences, "
+                             f"this run {global_batch}: set micro_batch/grad_accum to match")
+        if resume["optimizer"] is not None:
+            optimizer.load_state_dict(resume["optimizer"])
+        scheduler.load_state_dict(resume["scheduler"])
+        sampler.load_state_dict(resume["sampler"])
+        _set_rng_state(resume["rng"])
+        step = resumed_from = resume["step"]
+        bpb_start = resume.get("bpb_start", {})
+    if staged and sharded and step < spec.embed_stage_steps:
+        raise ValueError("the embedding stage cannot change which parameters train under FSDP/DeepSpeed: "
+                         "run it with DDP (it trains only the embeddings), then the full stage with FSDP "
+                         "from its checkpoint as base_model")
+    handles = freeze_for_embedding_stage(raw, spec.first_new_id) if staged and step < spec.embed_stage_steps else []
+    model, optimizer = accelerator.prepare(raw, optimizer)
+    if resume is not None and resume["optimizer"] is None:
+        accelerator.load_state(str(resume["dir"] / "sharded"))
+
+    def stage_name(s: int) -> str:
+        return "embeddings" if staged and s < spec.embed_stage_steps else "full"
+
+    flops_tok = flops_per_token(raw.config, spec.seq_len)
+    peak, _ = peak_flops(accelerator.device)
+    writer = None
+    if main and spec.tensorboard:
+        from torch.utils.tensorboard import SummaryWriter
+
+        if resume is None:  # a fresh run: no curves of an earlier one in the same plot
+            shutil.rmtree(out / "tensorboard", ignore_errors=True)
+        writer = SummaryWriter(str(out / "tensorboard"))
+    metrics_path = out / "metrics.jsonl"
+
+    def evaluate() -> dict[str, float]:
+        # Windows of the trained context length: a RoPE model scored past it measures
+        # extrapolation, not what it learned.
+        return {lang: round(bits_per_byte(model, tokenizer, texts, max_length=min(spec.bpb_max_length, spec.seq_len)), 5)
+                for lang, texts in heldout.items() if texts}
+
+    def log(rec: dict) -> None:
+        if not main:
+            return
+        with open(metrics_path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(rec) + "\n")
+        if writer:
+            for k in ("loss", "lr", "tokens_per_s", "mfu", "grad_norm"):
+                if rec.get(k) is not None:
+                    writer.add_scalar(f"train/{k}", rec[k], rec["step"])
+            for lang, v in rec.get("bpb", {}).items():
+                writer.add_scalar(f"heldout_bpb/{lang}", v, rec["step"])
+            writer.flush()
+
+    def save_checkpoint(s: int) -> None:
+        ck = out / "checkpoints"
+        tmp, final = ck / f".tmp-step-{s}", ck / f"step-{s}"
+        if main:
+            shutil.rmtree(tmp, ignore_errors=True)
+            tmp.mkdir(parents=True)
+        accelerator.wait_for_everyone()
+        save_hf(model, tokenizer, tmp, accelerator)
+        if sharded:
+            accelerator.save_state(str(tmp / "sharded"))
+        if main:
+            torch.save({"step": s, "stage": stage_name(s),
+                        "optimizer": None if sharded else optimizer.state_dict(),
+                        "scheduler": scheduler.state_dict(), "sampler": sampler.state_dict(),
+                        "rng": _rng_state(), "run_key": spec.run_key, "global_batch": global_batch,
+                        "world_size": world, "bpb_start": bpb_start, "last": last}, tmp / STATE)
+            shutil.rmtree(final, ignore_errors=True)
+            os.replace(tmp, final)
+            for old in checkpoints(out)[:-spec.keep_checkpoints]:
+                shutil.rmtree(old, ignore_errors=True)
+            if on_checkpoint:
+                on_checkpoint(s, final)
+        accelerator.wait_for_everyone()
+
+    last: dict = resume.get("last", {}) if resume else {}
+    if resume is None:
+        if main:
+            metrics_path.unlink(missing_ok=True)
+        bpb_start = evaluate()
+        rec = {"step": 0, "stage": stage_name(0), "tokens": 0, "bpb": bpb_start, "time": time.time()}
+        log(rec)
+        if console and main and bpb_start:
+            console.print("held-out bits per byte at start: " + _fmt_bpb(bpb_start))
+    task = progress.add_task("training", total=spec.max_steps, completed=step) if progress else None
+    run_loss = torch.zeros((), device=accelerator.device)
+    n_loss, tokens_since, t_mark, paused, stopped = 0, 0, time.perf_counter(), 0.0, None
+    while step < spec.max_steps:
+        if handles and step >= spec.embed_stage_steps:
+            # Stage two: the whole model learns. The process wrapper is rebuilt because the set
+            # of parameters that need gradients changed (DDP fixes it when it wraps).
+            unfreeze(raw, handles)
+            model = accelerator.prepare_model(raw)
+            if console and main:
+                console.print(f"step {step}: embedding stage done; training the whole model")
+        try:
+            batch = sampler.next_batch()
+        except DataExhausted as e:
+            stopped = str(e)
+            break
+        local_tokens = 0
+        for a in range(spec.grad_accum):
+            lo = (a * world + rank) * spec.micro_batch
+            inputs = {k: v.to(accelerator.device) for k, v in collate(batch[lo:lo + spec.micro_batch]).items()}
+            local_tokens += int(inputs["attention_mask"].sum()) if "attention_mask" in inputs else inputs["input_ids"].numel()
+            sync = a == spec.grad_accum - 1
+            with nullcontext() if sync else accelerator.no_sync(model):
+                loss = model(**inputs).loss / spec.grad_accum
+                accelerator.backward(loss)
+            run_loss += loss.detach()
+        # The wrapped model's parameters: under FSDP accelerate then clips by the global norm.
+        grad_norm = accelerator.clip_grad_norm_(model.parameters(), spec.grad_clip)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        step += 1
+        n_loss += 1
+        tokens_since += local_tokens * world
+        if progress:
+            progress.advance(task)
+        is_eval = step % spec.eval_every == 0 or step == spec.max_steps
+        if step % spec.log_every == 0 or is_eval:
+            loss_v = float(accelerator.reduce(run_loss, "mean")) / n_loss
+            dt = max(time.perf_counter() - t_mark - paused, 1e-9)
+            tps = tokens_since / dt
+            m = mfu(tps, flops_tok, peak, world)
+            last = {"step": step, "stage": stage_name(step - 1), "loss": round(loss_v, 5),
+                    "lr": scheduler.get_last_lr()[0], "grad_norm": round(float(grad_norm), 4),
+                    "tokens": int(sampler.tokens_drawn), "tokens_per_s": round(tps, 1),
+                    "mfu": round(m, 5) if m is not None else None, "time": time.time()}
+            if is_eval:
+                last["bpb"] = evaluate()
+                if console and main:
+                    console.print(f"step {step}: loss {loss_v:.3f}  held-out bpb {_fmt_bpb(last['bpb'])}  "
+                                  f"{tps:,.0f} tokens/s")
+            log(last)
+            if progress:
+                progress.update(task, description=f"training  loss {loss_v:.3f}")
+            run_loss.zero_()
+            n_loss, tokens_since, t_mark, paused = 0, 0, time.perf_counter(), 0.0
+        if step % spec.checkpoint_every == 0 or step == spec.max_steps:
+            t0 = time.perf_counter()
+            save_checkpoint(step)
+            paused += time.perf_counter() - t0  # tokens/s counts training, not saving
+    if stopped:
+        if last.get("step") != step or "bpb" not in last:
+            last = {**last, "step": step, "bpb": evaluate(), "time": time.time()}
+            log(last)
+        save_checkpoint(step)
+        if console and main:
+            console.print(f"[yellow]warning:[/yellow] stopped at step {step}: {stopped}")
+    if writer:
+        writer.close()
+    bpb_end = last.get("bpb") or evaluate()
+    return LoopResult(step, bpb_start, bpb_end, last, resumed_from, stopped, model)
+
+
+def _fmt_bpb(b: dict[str, float]) -> str:
+    return ", ".join(f"{k} {v:.4f}" for k, v in b.items())

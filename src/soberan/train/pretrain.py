@@ -1,0 +1,403 @@
+"""Pretraining and continued pretraining: corpus → packed data → model/final/, all in the ledger."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from soberan.config import ConfigError
+from soberan.documents import tree_sha256
+from soberan.train import TrainSummary
+from soberan.workspace import Workspace
+
+
+# --- inputs -----------------------------------------------------------------------------------
+
+def artifact_at(ws: Workspace, path: Path) -> dict | None:
+    """The newest current artifact record of a path inside the workspace, if any."""
+    rel = ws.ledger.rel(path).rstrip("/")
+    found = [a for a in ws.ledger.artifacts() if a["path"].rstrip("/") == rel]
+    return max(found, key=lambda a: a["seq"]) if found else None
+
+
+def upstream(ws: Workspace, override: Path | str | None, stage: str, kind: str, what: str) -> tuple[Path, dict | None]:
+    if override is not None:
+        p = ws.config.resolve(override)
+        if not p.exists():
+            raise FileNotFoundError(f"{what} {p} does not exist")
+        return p, artifact_at(ws, p)
+    rec = ws.ledger.latest_artifact(stage, kind)
+    if rec is None:
+        raise ConfigError(f"{ws.root}: no {what} in the ledger yet (run `soberan {stage}` first)")
+    p = ws.root / rec["path"]
+    if not p.exists():
+        raise FileNotFoundError(f"{what} {rec['path']} (ledger record {rec['seq']}) is missing")
+    return p, rec
+
+
+def tokenizer_folder(ws: Workspace, spec: Path | str, out: Path) -> Path:
+    """An HF tokenizer folder for `spec`: the folder itself, or, for a base that the tokenizer
+    stage reads (a SentencePiece .model, a Tekken .json, "mistral-v1", "tekken"), its HF form
+    written once to `out/tokenizer-base/` by the tokenizer stage's own converter."""
+    p = ws.config.resolve(spec)
+    if p.is_dir() and (p / "tokenizer.json").exists():
+        return p
+    from soberan.tokenizer.formats import load, save
+
+    loaded = load(str(spec), ws.config.root)
+    target = out / "tokenizer-base"
+    save(loaded.tokenizer, target, bos=loaded.bos, eos=loaded.eos, unk=loaded.unk, pad=loaded.pad,
+         chat_template=loaded.chat_template)
+    return target
+
+
+def content_hash(path: Path, rec: dict | None) -> str:
+    return rec["sha256"] if rec else tree_sha256(path)
+
+
+def load_tokenizer(path: Path):
+    """An HF tokenizer from a folder (tokenizer.json + tokenizer_config.json) or a tokenizer.json."""
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+    path = Path(path)
+    if path.is_file() and path.suffix == ".json":
+        return PreTrainedTokenizerFast(tokenizer_file=str(path))
+    if not path.is_dir():
+        raise FileNotFoundError(f"{path}: not a tokenizer folder or tokenizer.json")
+    return AutoTokenizer.from_pretrained(str(path))
+
+
+def read_new_token_init(tokenizer_dir: Path) -> dict | None:
+    """`new_token_init.json` written by `soberan tokenizer extend`, checked."""
+    p = Path(tokenizer_dir) / "new_token_init.json"
+    if not p.exists():
+        return None
+    info = json.loads(p.read_text())
+    base = int(info["base_vocab_size"])
+    new = {int(k): [int(x) for x in v] for k, v in info["new_tokens"].items()}
+    for k, parts in new.items():
+        if k < base or any(x >= base or x < 0 for x in parts):
+            raise ValueError(f"{p}: new token {k} must be >= base_vocab_size {base} and its parts below it")
+    return {"base_vocab_size": base, "base": info.get("base"), "new_tokens": new}
+
+
+def _policy_check(ws: Workspace):
+    from soberan.policy import PolicyError, license_allowed
+
+    pol = ws.config.policy
+    seen_ok: set[tuple[str, str]] = set()
+
+    def check(t: pa.Table) -> None:
+        pairs = t.select(["license", "jurisdiction"]).group_by(["license", "jurisdiction"]).aggregate([])
+        for lic, jur in zip(pairs.column("license").to_pylist(), pairs.column("jurisdiction").to_pylist()):
+            if (lic, jur) in seen_ok:
+                continue
+            bad = (f"license {lic} is not allowed by policy.licenses" if not license_allowed(pol, lic) else
+                   f"jurisdiction {jur} is not allowed by policy.jurisdictions" if jur not in pol.jurisdictions
+                   else None)
+            if bad:
+                m = pc.and_(pc.equal(t.column("license"), lic), pc.equal(t.column("jurisdiction"), jur))
+                doc = t.filter(m).column("id")[0].as_py()
+                raise PolicyError(f"document {doc} (source {t.filter(m).column('source')[0].as_py()}): {bad}")
+            seen_ok.add((lic, jur))
+
+    return check
+
+
+# --- the model --------------------------------------------------------------------------------
+
+def adapt_vocab(model, tokenizer, tokenizer_dir: Path, s, say) -> int | None:
+    """Fit a base model's embeddings to the tokenizer. With an extended tokenizer, resize and set
+    each new row to the mean of its parts (see `init_new_embeddings`); returns the first new id,
+    from which the embedding stage trains. None when the vocabulary is unchanged."""
+    from soberan.train.model import init_new_embeddings, round_vocab
+
+    rows = model.get_input_embeddings().weight.shape[0]
+    n = len(tokenizer)
+    info = read_new_token_init(tokenizer_dir)
+    if info is None:
+        if n <= rows:
+            return None
+        say(f"[yellow]warning:[/yellow] the tokenizer has {n} tokens, the model {rows} rows, and there is "
+            "no new_token_init.json: new rows get transformers' mean initialization")
+        model.resize_token_embeddings(round_vocab(n), mean_resizing=True)
+        return rows
+    if info["base_vocab_size"] > rows:
+        raise ValueError(f"new_token_init.json says the base vocabulary has {info['base_vocab_size']} tokens "
+                         f"but the base model has only {rows} embedding rows: wrong base model?")
+    if max(info["new_tokens"], default=0) >= n:
+        raise ValueError("new_token_init.json names token ids beyond the tokenizer's vocabulary")
+    if n > rows:
+        model.resize_token_embeddings(round_vocab(n), mean_resizing=False)
+    noise = s.new_token_noise if s.new_token_init == "mean_noise" else 0.0
+    k = init_new_embeddings(model, info["new_tokens"], noise=noise, seed=s.seed)
+    say(f"initialized {k} new token embeddings from the mean of their parts"
+        + (f" plus noise ({noise} std)" if noise else ""))
+    return info["base_vocab_size"]
+
+
+def make_model(s, tokenizer, tokenizer_dir: Path, base_model: str | None, resume_from: Path | None, say):
+    """(model, first new token id or None, description)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from soberan.train.model import build_model, llama_config
+
+    if resume_from is not None:
+        model = AutoModelForCausalLM.from_pretrained(str(resume_from), dtype=torch.float32)
+        first_new = None
+        if base_model:
+            info = read_new_token_init(tokenizer_dir)
+            first_new = info["base_vocab_size"] if info else None
+        return model, first_new, f"resumed from {resume_from.name}"
+    if base_model:
+        model = AutoModelForCausalLM.from_pretrained(base_model, dtype=torch.float32)
+        first_new = adapt_vocab(model, tokenizer, tokenizer_dir, s, say)
+        return model, first_new, f"continued pretraining of {base_model}"
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    cfg = llama_config(s.depth, len(tokenizer), s.seq_len, tie_embeddings=s.tie_embeddings,
+                       bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                       pad_token_id=pad)
+    if read_new_token_init(tokenizer_dir) and s.embed_stage_steps:
+        say("[yellow]note:[/yellow] from scratch there are no base embeddings to start new tokens from; "
+            "embed_stage_steps is ignored")
+    return build_model(cfg, seed=s.seed), None, f"Llama from scratch, depth {s.depth}"
+
+
+def accelerator_for(precision: str):
+    import torch
+    from accelerate import Accelerator
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # our own progress bar is the one a person reads
+
+    if precision == "auto":
+        precision = "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "fp32"
+    # cpu=True on a machine without a GPU: accelerate then runs several processes over gloo.
+    return Accelerator(mixed_precision="no" if precision == "fp32" else precision,
+                       cpu=not torch.cuda.is_available())
+
+
+# --- the run ----------------------------------------------------------------------------------
+
+@dataclass
+class Inputs:
+    """What a pretraining run is made from, resolved."""
+
+    out: Path
+    role: str
+    corpus: Path
+    corpus_rec: dict | None
+    tok_dir: Path
+    tok_rec: dict | None
+    base_model: str | None
+
+    @property
+    def hashes(self) -> list[str]:
+        return [r["hash"] for r in (self.corpus_rec, self.tok_rec) if r]
+
+
+def _resolve(ws: Workspace, acc, *, corpus_dir, tokenizer_dir, output_dir, base_model, role) -> Inputs:
+    cfg, s = ws.config, ws.config.train
+    out = cfg.resolve(output_dir) if output_dir is not None else ws.stage_dir("train")
+    base_model = base_model or s.base_model
+    if base_model:
+        base_model = str(cfg.resolve(base_model))
+        if not Path(base_model, "config.json").exists():
+            raise FileNotFoundError(f"base model {base_model}: not a Hugging Face checkpoint (no config.json)")
+    corpus, corpus_rec = upstream(ws, corpus_dir, "curate", "corpus", "curated corpus")
+    if tokenizer_dir is not None:
+        with acc.main_process_first():
+            tokenizer_dir = tokenizer_folder(ws, tokenizer_dir, out)
+    tok_dir, tok_rec = upstream(ws, tokenizer_dir, "tokenizer", "tokenizer", "tokenizer")
+    return Inputs(out, role or ("main" if output_dir is None else out.name), corpus, corpus_rec,
+                  tok_dir, tok_rec, base_model)
+
+
+def prepare_data(ws: Workspace, acc, inp: Inputs, tokenizer, say, progress):
+    """Pack the corpus (and replay data) into `out/data`, hold out text per language, record
+    both in the ledger; returns (pack summary, packed data, data key)."""
+    from soberan.train.data import CorpusInput, choose_heldout, load_packed, pack, units
+
+    cfg, s, out, main = ws.config, ws.config.train, inp.out, acc.is_main_process
+    inputs = [CorpusInput(inp.corpus)]
+    if s.replay_path:
+        inputs.append(CorpusInput(cfg.resolve(s.replay_path), replay=True, source="replay",
+                                  license=s.replay_license, jurisdiction=s.replay_jurisdiction,
+                                  lang=s.replay_lang))
+    elif not s.replay_source:
+        say("[yellow]warning:[/yellow] no English/code replay configured (\\[train] replay_source or "
+            "replay_path): the model may forget what it knew; nothing is invented in its place")
+    # A second model (a baseline on another corpus) must not train on the main model's held-out
+    # documents, whichever is trained first: hold out the main rule's choice over the curated
+    # corpus, and whatever an earlier main run held out.
+    always: set[str] = set()
+    curated = ws.ledger.latest_artifact("curate", "corpus")
+    if curated and (ws.root / curated["path"]).resolve() != inp.corpus.resolve() and (ws.root / curated["path"]).exists():
+        always |= set(choose_heldout(units([CorpusInput(ws.root / curated["path"])]), s.heldout_fraction,
+                                     s.heldout_min_docs, s.heldout_max_docs))
+    prior = ws.ledger.latest_artifact("train", "heldout")
+    if prior and (ws.root / prior["path"]).resolve() != (out / "heldout").resolve():
+        import pyarrow.parquet as pq
+
+        for p in sorted((ws.root / prior["path"]).glob("*.parquet")):
+            always |= set(pq.read_table(p, columns=["id"]).column("id").to_pylist())
+    key = {"corpus": content_hash(inp.corpus, inp.corpus_rec), "tokenizer": content_hash(inp.tok_dir, inp.tok_rec),
+           "replay": tree_sha256(inputs[1].path) if len(inputs) > 1 else None,
+           "replay_decl": [s.replay_license, s.replay_jurisdiction, s.replay_lang] if len(inputs) > 1 else None,
+           "heldout": [s.heldout_fraction, s.heldout_min_docs, s.heldout_max_docs],
+           "always": hashlib.sha256("\n".join(sorted(always)).encode()).hexdigest()}
+
+    def on_unit(unit, table):
+        ws.ledger.write_decisions("train", f"{out.name}-{unit.key}", table)
+
+    with acc.main_process_first():
+        summary = pack(inputs, tokenizer, out, key=key,
+                       heldout=lambda us: choose_heldout(us, s.heldout_fraction, s.heldout_min_docs,
+                                                         s.heldout_max_docs, always),
+                       on_unit=on_unit if main else None, check=_policy_check(ws),
+                       progress=progress if main else None)
+    say(("reusing" if summary.reused else "packed") + f" {summary.n_tokens:,} tokens of {summary.n_docs:,} "
+        f"documents in {ws.ledger.rel(summary.data_dir)}; held out per language: {summary.heldout_docs or 'none'}")
+    if main:
+        if inp.role == "main" and (out / "heldout").exists():
+            _record_once(ws, "heldout", out / "heldout", [inp.corpus_rec["hash"]] if inp.corpus_rec else [],
+                         {"docs": summary.heldout_docs, "rule": key["heldout"]})
+        _record_once(ws, "training_data", out / "data" / "docs.parquet", inp.hashes,
+                     {"role": inp.role, "tokens": summary.n_tokens, "docs": summary.n_docs})
+    packed = load_packed(summary.data_dir)
+    if s.replay_source:
+        replay = pc.equal(packed.docs.column("source"), s.replay_source)
+        if not pc.any(replay).as_py():
+            raise ConfigError(f"[train] replay_source = {s.replay_source!r}: no such source in the corpus")
+        packed.docs = packed.docs.set_column(packed.docs.schema.get_field_index("replay"), "replay",
+                                             pc.or_(packed.docs.column("replay"), replay))
+    return summary, packed, key
+
+
+def pretrain(ws: Workspace, *, corpus_dir=None, tokenizer_dir=None, output_dir=None, max_steps=None,
+             resume: bool = True, base_model: str | None = None, role: str | None = None,
+             console=None, progress=None) -> TrainSummary:
+    import numpy as np
+    import torch
+
+    from soberan.train.data import read_heldout
+    from soberan.train.loop import LoopSpec, latest_checkpoint, load_state, train_loop
+    from soberan.train.mix import MixSampler
+    from soberan.train.model import dial
+
+    cfg, s = ws.config, ws.config.train
+    acc = accelerator_for(s.precision)
+    main, world = acc.is_main_process, acc.num_processes
+    say = (lambda m: console.print(m)) if (console and main) else (lambda m: None)
+    inp = _resolve(ws, acc, corpus_dir=corpus_dir, tokenizer_dir=tokenizer_dir, output_dir=output_dir,
+                   base_model=base_model, role=role)
+    out = inp.out
+    out.mkdir(parents=True, exist_ok=True)
+    tokenizer = load_tokenizer(inp.tok_dir)
+    summary, packed, key = prepare_data(ws, acc, inp, tokenizer, say, progress)
+    sampler = MixSampler(packed, seq_len=s.seq_len, batch=s.micro_batch * s.grad_accum * world, seed=s.seed,
+                         source_weights=s.source_weights, lang_weights=s.lang_weights,
+                         replay_share=s.replay_share, max_epochs=s.max_epochs,
+                         max_epochs_per_source=s.max_epochs_per_source)
+    planned = sampler.planned_shares()
+    say("planned token shares: " + ", ".join(f"{k} {v:.1%}" for k, v in planned.items()))
+    heldout = read_heldout(out / "heldout", s.eval_max_bytes)
+
+    # --- the model: resume, continue a base model, or build one from scratch
+    ckpt = latest_checkpoint(out) if resume else None
+    if not resume and main:
+        shutil.rmtree(out / "checkpoints", ignore_errors=True)
+    acc.wait_for_everyone()
+    state = load_state(ckpt) if ckpt else None
+    model, first_new, how = make_model(s, tokenizer, inp.tok_dir, inp.base_model, ckpt, say)
+    n_params = sum(p.numel() for p in model.parameters())
+    say(f"model: {how}; {n_params / 1e6:.1f}M parameters; {world} process(es) on {acc.device}")
+    if ckpt:
+        say(f"resuming from {ws.ledger.rel(ckpt)} (step {state['step']})")
+    run_key = {"data": key, "base_model": inp.base_model, "depth": None if inp.base_model else s.depth,
+               "tie": s.tie_embeddings, "seq_len": s.seq_len, "seed": s.seed,
+               "new_token_init": s.new_token_init, "embed_stage_steps": s.embed_stage_steps,
+               "source_weights": s.source_weights, "lang_weights": s.lang_weights,
+               "replay": [s.replay_source, s.replay_share], "max_epochs": s.max_epochs}
+    spec = LoopSpec(out_dir=out, max_steps=max_steps or s.max_steps, micro_batch=s.micro_batch,
+                    grad_accum=s.grad_accum, lr=s.lr or (1e-4 if inp.base_model else dial(s.depth).lr),
+                    seq_len=s.seq_len, run_key=run_key, min_lr_ratio=s.min_lr_ratio,
+                    warmup_steps=s.warmup_steps, weight_decay=s.weight_decay, grad_clip=s.grad_clip,
+                    embed_stage_steps=s.embed_stage_steps if first_new is not None else 0,
+                    first_new_id=first_new, eval_every=s.eval_every, log_every=s.log_every,
+                    checkpoint_every=s.checkpoint_every, keep_checkpoints=s.keep_checkpoints,
+                    tensorboard=s.tensorboard)
+
+    def on_checkpoint(step: int, path: Path) -> None:
+        ws.ledger.record_event("train_tokens", output=ws.ledger.rel(out), step=step, role=inp.role,
+                               checkpoint=ws.ledger.rel(path), token_shares=sampler.token_shares())
+
+    def collate(rows):
+        t = torch.from_numpy(np.ascontiguousarray(rows))
+        return {"input_ids": t, "labels": t}
+
+    res = train_loop(acc, model, tokenizer, sampler, collate, spec, heldout=heldout, resume=state,
+                     on_checkpoint=on_checkpoint, console=console if main else None,
+                     progress=progress if main else None)
+
+    # --- the final model, and what went into it
+    final = publish(acc, res.model, tokenizer, out)
+    shares = sampler.token_shares()
+    art = None
+    if main:
+        say("held-out bits per byte: " + ", ".join(
+            f"{k} {res.bpb_start.get(k, float('nan')):.4f} → {v:.4f}" for k, v in res.bpb_end.items()))
+        meta = {"role": inp.role, "steps": res.steps, "tokens": sampler.tokens_drawn, "token_shares": shares,
+                "planned_shares": planned, "final_loss": res.last.get("loss"), "bpb_start": res.bpb_start,
+                "bpb_end": res.bpb_end, "params": n_params, "seq_len": s.seq_len, "how": how,
+                "base_model": inp.base_model, "tokenizer": ws.ledger.rel(inp.tok_dir),
+                "corpus": ws.ledger.rel(inp.corpus), "replay": s.replay_source or s.replay_path,
+                "stopped": res.stopped, "world_size": world, "last": res.last}
+        ws.ledger.record_event("train_tokens", output=ws.ledger.rel(out), step=res.steps, role=inp.role,
+                               final=True, token_shares=shares)
+        art = ws.ledger.record_artifact(stage="train", kind="model", path=final, inputs=inp.hashes,
+                                        config_hash=cfg.section_hash("train"), meta=meta)["hash"]
+    acc.wait_for_everyone()
+    return TrainSummary(final, inp.role, res.steps, sampler.tokens_drawn, res.last.get("loss"), res.bpb_start,
+                        res.bpb_end, shares, res.resumed_from, res.stopped, n_params, art)
+
+
+def publish(acc, model, tokenizer, out: Path, merge_lora: bool = False) -> Path:
+    """Write `out/final` whole or not at all: into a temporary folder, then renamed into place.
+    With `merge_lora`, the adapter goes to `out/adapter` and the merged weights to `out/final`."""
+    final, tmp = out / "final", out / ".tmp-final"
+    if acc.is_main_process:
+        shutil.rmtree(tmp, ignore_errors=True)
+    acc.wait_for_everyone()
+    from soberan.train.loop import save_hf
+
+    if merge_lora:
+        save_hf(model, tokenizer, out / ".tmp-adapter", acc)
+        if acc.is_main_process:
+            shutil.rmtree(out / "adapter", ignore_errors=True)
+            os.replace(out / ".tmp-adapter", out / "adapter")
+            merged = acc.unwrap_model(model).merge_and_unload()
+            merged.save_pretrained(tmp, safe_serialization=True)
+            tokenizer.save_pretrained(tmp)
+    else:
+        save_hf(model, tokenizer, tmp, acc)
+    if acc.is_main_process:
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(tmp, final)
+    acc.wait_for_everyone()
+    return final
+
+
+def _record_once(ws: Workspace, kind: str, path: Path, inputs: list[str], meta: dict) -> None:
+    """Record an artifact unless the newest record of that path already has its content."""
+    rec = artifact_at(ws, path)
+    if rec is None or rec["sha256"] != tree_sha256(path) or rec["kind"] != kind:
+        ws.ledger.record_artifact(stage="train", kind=kind, path=path, inputs=inputs, meta=meta)

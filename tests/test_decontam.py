@@ -1,0 +1,96 @@
+"""Decontamination: benchmark files of every format, GPT-3's n-gram size rule, matches on the
+language's own words, and the real case of KLUE-NLI premises drawn from NSMC reviews."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from soberan.config import ConfigError
+from soberan.curate.decontam import Index, build_lang_index, read_benchmark_file
+from soberan.lang import LangPack
+
+
+def split_pack(code="xx") -> LangPack:
+    return LangPack(code=code, name="test", words=str.split)
+
+
+ITEM = " ".join(f"w{i}" for i in range(20))
+
+
+def test_reads_jsonl_json_tsv_csv_parquet(tmp_path):
+    rows = [{"q": "first question text", "choices": ["alpha", "beta"], "n": 3},
+            {"q": "second question text", "choices": [], "n": 4}]
+    (tmp_path / "a.jsonl").write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    (tmp_path / "a.json").write_text(json.dumps(rows))
+    for name, delim in (("a.tsv", "\t"), ("a.csv", ",")):
+        with open(tmp_path / name, "w", newline="") as f:
+            w = csv.DictWriter(f, ["q", "n"], delimiter=delim)
+            w.writeheader()
+            w.writerows({"q": r["q"], "n": r["n"]} for r in rows)
+    pq.write_table(pa.Table.from_pylist(rows), tmp_path / "a.parquet")
+    want = ["first question text", "alpha", "beta", "second question text"]
+    for ext in ("jsonl", "json", "parquet"):
+        assert read_benchmark_file(tmp_path / f"a.{ext}", ["q", "choices"]) == want
+    for ext in ("tsv", "csv"):
+        assert read_benchmark_file(tmp_path / f"a.{ext}", ["q"]) == [want[0], want[3]]
+    with pytest.raises(ConfigError, match="no column"):
+        read_benchmark_file(tmp_path / "a.tsv", ["question"])
+    with pytest.raises(ConfigError, match="does not exist"):
+        read_benchmark_file(tmp_path / "missing.jsonl", ["q"])
+
+
+def test_ngram_size_follows_item_lengths():
+    """n = 13, or the 5th percentile of item lengths when shorter, but at least 8 (GPT-3)."""
+    long_items = build_lang_index({"b": [ITEM] * 10}, split_pack(), 13)
+    assert long_items.report["b"]["ngram"] == 13
+    short = build_lang_index({"b": [" ".join(f"s{i}" for i in range(10))] * 10}, split_pack(), 13)
+    assert short.report["b"]["ngram"] == 10
+    tiny = build_lang_index({"b": ["a b c"] * 10}, split_pack(), 13)
+    assert tiny.report["b"] == {"items": 10, "ngram": 8, "too_short": 10}
+
+
+def test_match_needs_a_whole_ngram(tmp_path):
+    idx = Index({"bench": [ITEM], "other": ["completely different words " * 5]}, 13, 1, tmp_path)
+    pack = split_pack()
+    hit = idx.match("intro words here " + ITEM + " outro", pack)
+    assert hit and hit.benchmark == "bench" and hit.matches == 8 and hit.n == 13
+    assert "8 distinct 13-grams" in hit.reason
+    near = " ".join(f"w{i}" if i % 12 else "x" for i in range(20))  # no 13 consecutive words
+    assert idx.match(near, pack) is None
+    assert idx.match("w0 w1 w2", pack) is None
+    # the per-language index is cached on disk and reloads the same
+    assert (tmp_path / "xx.parquet").exists()
+    again = Index({}, 13, 1, tmp_path)
+    assert again.match("intro " + ITEM, pack).benchmark == "bench"
+    strict = Index({"bench": [ITEM]}, 13, 9, None)
+    assert strict.match(ITEM, pack) is None  # only 8 distinct 13-grams < min_matches 9
+
+
+def test_klue_nli_premises_found_in_nsmc(shared_data, tmp_path):
+    """600 KLUE-NLI dev premises were taken from NSMC reviews: decontaminating NSMC against KLUE
+    must find the reviews that contain them, on Kiwi morphemes, and nothing else."""
+    from soberan.lang import get_pack
+
+    nli = json.loads((shared_data / "klue" / "klue-nli-v1.1_dev.json").read_text())
+    premises = sorted({x["premise"] for x in nli if x["source"] == "NSMC"})
+    with open(shared_data / "nsmc" / "ratings_test.txt", encoding="utf-8") as f:
+        reviews = [r["document"] for r in csv.DictReader(f, delimiter="\t")]
+    with open(shared_data / "nsmc" / "ratings_train.txt", encoding="utf-8") as f:
+        reviews += [r["document"] for r in csv.DictReader(f, delimiter="\t")]
+    pset = set(premises)
+    leaked = sorted({r for r in reviews if r in pset})
+    clean = [r for r in reviews[:3000] if r not in pset and not any(p in r for p in premises[:50])][:400]
+    pack = get_pack("ko")
+    idx = Index({"klue_nli": premises}, 13, 1, tmp_path)
+    n = idx.for_pack(pack).report["klue_nli"]["ngram"]
+    checkable = [r for r in leaked if len(pack.words(r)) >= n]
+    found = [r for r in checkable if idx.match(r, pack)]
+    false = [r for r in clean if idx.match(r, pack)]
+    print(f"\nKLUE-NLI premises from NSMC: {len(leaked)} leaked reviews, {len(checkable)} with "
+          f">= {n} morphemes, {len(found)} found; {len(false)}/{len(clean)} false alarms")
+    assert len(leaked) > 50 and len(found) == len(checkable) and not false

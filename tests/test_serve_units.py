@@ -1,0 +1,362 @@
+"""soberan serve, piece by piece: the batching engine, keys and quotas, the audit chain, request
+validation, the offline guard. The running server is tested in test_serve.py."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import subprocess
+import sys
+import tomllib
+from contextlib import asynccontextmanager
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    from soberan.serve.tiny import build_tiny_checkpoint
+
+    return build_tiny_checkpoint(tmp_path_factory.getbasetemp() / "serve-tiny" / "model")
+
+
+@pytest.fixture(scope="module")
+def loaded(tiny):
+    from soberan.serve.model import load_transformers
+
+    return load_transformers(tiny)
+
+
+def _reference(loaded, prompt: list[int], n: int) -> list[int]:
+    """Greedy continuation by transformers' own generate(), one sequence, no batching."""
+    out = loaded.model.generate(torch.tensor([prompt]), attention_mask=torch.ones(1, len(prompt), dtype=torch.long),
+                                max_new_tokens=n, min_new_tokens=n, do_sample=False,
+                                pad_token_id=loaded.tokenizer.pad_token_id)
+    return out[0, len(prompt):].tolist()
+
+
+async def _collect(engine, prompt, sampling, delay=0.0):
+    await asyncio.sleep(delay)
+    text, last = "", None
+    async for c in engine.generate(prompt, sampling):
+        text += c.text
+        last = c
+    return text, last
+
+
+@asynccontextmanager
+async def running(loaded, max_batch: int):
+    """A batching engine on the tiny model; no EOS, so every sequence runs to max_tokens."""
+    from soberan.serve.engine import BatchEngine
+
+    engine = BatchEngine(loaded.model, loaded.tokenizer, max_batch=max_batch,
+                         context_length=loaded.context_length, eos_ids=set())
+    engine.start()
+    try:
+        yield engine
+    finally:
+        engine.stop()
+
+
+def _ids(loaded, text: str) -> list[int]:
+    return loaded.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
+def test_continuous_batching_matches_unbatched_greedy(loaded):
+    """Prompts of different lengths, arriving while others decode, give exactly what each would
+    give alone: left padding, per-row positions and cache merging do not change the answer."""
+    from soberan.serve.engine import Sampling
+
+    prompts = [_ids(loaded, t) for t in ["대한민국은 민주공화국이다.", "국회", "대통령은 국가의 원수이며",
+                                         "모든 국민은 법 앞에 평등하다. 누구든지 성별·종교", "헌법재판소"]]
+    n = 12
+
+    async def main():
+        async with running(loaded, max_batch=3) as engine:
+            return await asyncio.gather(*[
+                _collect(engine, p, Sampling(max_tokens=n, temperature=0), delay=0.004 * i)
+                for i, p in enumerate(prompts)]), engine.peak_batch, engine.active
+
+    results, peak, active = asyncio.run(main())
+    assert peak > 1 and active == 0
+    for p, (text, last) in zip(prompts, results):
+        assert last.completion_tokens == n and last.finish_reason == "length"
+        assert text == loaded.tokenizer.decode(_reference(loaded, p, n), skip_special_tokens=True)
+
+
+def test_cancel_frees_the_slot_and_queue_moves_on(loaded):
+    from soberan.serve.engine import Sampling
+
+    prompt = _ids(loaded, "대한민국")
+
+    async def main():
+        async with running(loaded, max_batch=1) as engine:
+            long = engine.generate(prompt, Sampling(max_tokens=900, temperature=0))
+            first = await long.__anext__()
+            waiting = asyncio.ensure_future(_collect(engine, prompt, Sampling(max_tokens=3, temperature=0)))
+            await asyncio.sleep(0.05)
+            assert engine.pending == 1  # max_batch=1: the second waits for the slot
+            await long.aclose()  # the client leaves
+            text, last = await asyncio.wait_for(waiting, 30)
+            return first, last, engine.active, engine.pending
+
+    first, last, active, pending = asyncio.run(main())
+    assert first.completion_tokens < 900
+    assert last.completion_tokens == 3 and (active, pending) == (0, 0)
+
+
+def test_sampling_seed_top_p_penalties_and_stop(loaded):
+    from soberan.serve.engine import Sampling
+
+    prompt = _ids(loaded, "국민의 권리와 의무")
+
+    async def main(**stop):
+        async with running(loaded, max_batch=8) as engine:
+            run = lambda **kw: _collect(engine, prompt, Sampling(max_tokens=24, **kw))
+            if stop:
+                return await run(temperature=0, **stop)
+            return await asyncio.gather(
+                run(temperature=1.0, seed=7), run(temperature=1.0, seed=7), run(temperature=1.0, seed=8),
+                run(temperature=0), run(temperature=0, frequency_penalty=2.0),
+                run(temperature=1.0, top_p=1e-6, seed=3))
+
+    (a, _), (b, _), (c, _), (greedy, _), (penalised, _), (nucleus, _) = asyncio.run(main())
+    assert a == b and a != c  # a seed fixes the sample, whatever else shares the batch
+    assert penalised != greedy  # the random model repeats itself greedily; the penalty breaks it
+    assert nucleus == greedy  # top_p -> 0 keeps only the most likely token
+    stop = greedy[5:7]
+    text, last = asyncio.run(main(stop=(stop,)))
+    assert text == greedy[:greedy.find(stop)] and last.finish_reason == "stop"
+
+
+def _sentencepiece_style(lines):
+    """A Llama/Mistral-style tokenizer: Metaspace normalization, BPE with byte fallback, so a
+    rare Hangul syllable becomes three <0xXX> byte tokens."""
+    from tokenizers import Tokenizer, decoders, models, normalizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE(byte_fallback=True, unk_token="<unk>", fuse_unk=True))
+    tok.normalizer = normalizers.Sequence([normalizers.Prepend("▁"), normalizers.Replace(" ", "▁")])
+    tok.decoder = decoders.Sequence([decoders.Replace("▁", " "), decoders.ByteFallback(), decoders.Fuse(),
+                                     decoders.Strip(" ", 1, 0)])
+    tok.train_from_iterator(lines, trainers.BpeTrainer(vocab_size=500, special_tokens=["<unk>", "<s>", "</s>"],
+                                                       show_progress=False))
+    spec = json.loads(tok.to_str())  # byte tokens are ordinary vocabulary, as in Llama's
+    for i in range(256):
+        spec["model"]["vocab"].setdefault(f"<0x{i:02X}>", len(spec["model"]["vocab"]))
+    tok = Tokenizer.from_str(json.dumps(spec))
+    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", unk_token="<unk>")
+
+
+@pytest.mark.parametrize("kind", ["byte-level", "sentencepiece"])
+def test_streamed_text_is_the_decoded_text(loaded, kind):
+    """Token by token, the engine's incremental detokenizer emits exactly the text, never half a
+    character, for byte-level BPE and for SentencePiece-style byte fallback alike."""
+    from soberan.serve.engine import BatchEngine, Sampling, _Seq
+    from soberan.serve.tiny import korean_lines
+
+    lines = korean_lines(20_000)
+    tok = loaded.tokenizer if kind == "byte-level" else _sentencepiece_style(lines)
+    engine = BatchEngine(loaded.model, tok, max_batch=1, context_length=10_000, eos_ids=set())
+    text = "대한민국의 영토는 한반도와 그 부속도서로 한다. 國民 😀 ok"
+    prompt, answer = tok("헌법 제3조", add_special_tokens=False)["input_ids"], tok(text, add_special_tokens=False)["input_ids"]
+    if kind == "sentencepiece":
+        assert any(tok.convert_ids_to_tokens(i).startswith("<0x") for i in answer)  # byte fallback in play
+
+    seq = _Seq(stream=None, prompt=prompt, sampling=Sampling(max_tokens=1000))
+    pieces = [engine._detok(seq, t) for t in answer]
+    assert "".join(pieces).strip() == text
+    assert not any("\ufffd" in p for p in pieces)
+
+
+def test_int8_quantization_replaces_linear_layers(tiny):
+    from soberan.serve.model import load_transformers
+
+    q = load_transformers(tiny, quantize="int8")
+    kinds = {type(m).__module__ + "." + type(m).__name__ for m in q.model.modules()}
+    assert any("quantized" in k and k.endswith("Linear") for k in kinds)
+    assert not any(type(m) is torch.nn.Linear for m in q.model.modules())
+    ids = torch.tensor([q.tokenizer("대한민국", add_special_tokens=False)["input_ids"]])
+    with torch.inference_mode():
+        assert torch.isfinite(q.model(input_ids=ids).logits).all()
+
+
+# --- keys and quotas ------------------------------------------------------------------------
+
+def test_keys_are_stored_hashed_and_checked(tmp_path):
+    from soberan.serve.keys import KeyStore, create_key, revoke_key
+
+    path = tmp_path / "keys.json"
+    rec, key = create_key(path, "ministry", rate_limit="5/s", token_budget=100)
+    assert key.startswith("sk-sob-") and (rec.rate_limit, rec.rate_window_s) == (5, 1)
+    stored = path.read_text()
+    assert key.split(".")[1] not in stored and rec.sha256 in stored
+    assert oct(path.stat().st_mode & 0o777) == "0o600"
+    store = KeyStore(path)
+    assert store.check(key)[0].name == "ministry"
+    assert store.check(key[:-1] + ("A" if key[-1] != "A" else "B"))[0] is None
+    assert store.check(None)[1].startswith("missing")
+    assert store.check("Bearer nonsense")[0] is None
+    with pytest.raises(Exception, match="already exists"):
+        create_key(path, "ministry")
+    revoke_key(path, "ministry")
+    found, why = store.check(key)
+    assert found is None and "revoked" in why
+    _, key2 = create_key(path, "ministry")  # a revoked name can be reused; it is a new key
+    assert store.check(key2)[0] is not None and store.check(key)[0] is None
+
+
+def test_rate_limit_is_a_sliding_window():
+    from soberan.serve.keys import ApiKey, Quotas
+
+    k = ApiKey("a", "0" * 12, "00", "", "", rate_limit=2, rate_window_s=60, token_budget=0)
+    q = Quotas()
+    assert q.admit(k, now=0.0) is None and q.admit(k, now=1.0) is None
+    assert q.admit(k, now=2.0) == pytest.approx(58.0)
+    assert q.admit(k, now=60.5) is None  # the first request left the window
+
+
+def test_token_budget_reserves_and_settles():
+    from soberan.serve.keys import ApiKey, Quotas
+
+    k = ApiKey("a", "1" * 12, "00", "", "", rate_limit=0, rate_window_s=60, token_budget=100)
+    q = Quotas(spent={k.key_id: 30})
+    assert q.reserve(k, prompt_tokens=10, max_tokens=50) == 50  # 30 spent + 60 reserved
+    assert q.reserve(k, prompt_tokens=5, max_tokens=50) == 5  # only 10 left: cut to 5
+    assert q.reserve(k, prompt_tokens=5, max_tokens=50) == 0
+    q.settle(k, reserved=60, used=20)  # the first used less than it reserved
+    assert q.reserve(k, prompt_tokens=5, max_tokens=50) == 35
+
+
+@pytest.mark.parametrize("text, expect", [("30", (30, 60)), ("30/min", (30, 60)), ("2/s", (2, 1)),
+                                          ("1000/hour", (1000, 3600)), ("0", (0, 60))])
+def test_parse_rate(text, expect):
+    from soberan.serve.keys import parse_rate
+
+    assert parse_rate(text) == expect
+
+
+def test_parse_rate_rejects_nonsense():
+    from soberan.config import ConfigError
+    from soberan.serve.keys import parse_rate
+
+    with pytest.raises(ConfigError):
+        parse_rate("fast")
+
+
+# --- audit log ------------------------------------------------------------------------------
+
+def _audit_with(tmp_path, n=4):
+    from soberan.serve.audit import AuditLog
+
+    log = AuditLog(tmp_path / "serve")
+    for i in range(n):
+        log.log({"key_id": "k", "route": "/v1/completions", "status": 200, "prompt_tokens": i,
+                 "completion_tokens": 1})
+    return log
+
+
+def test_audit_chain_verifies_and_counts_tokens(tmp_path):
+    log = _audit_with(tmp_path)
+    assert log.verify() == []
+    assert log.tokens_by_key() == {"k": 0 + 1 + 2 + 3 + 4}
+
+
+@pytest.mark.parametrize("tamper, words", [
+    ("edit", "changed"), ("remove", "removed or reordered"), ("reorder", "removed or reordered"),
+    ("truncate", "HEAD"),
+])
+def test_audit_tampering_is_detected(tmp_path, tamper, words):
+    log = _audit_with(tmp_path)
+    lines = log.records_path.read_text().splitlines()
+    if tamper == "edit":
+        rec = json.loads(lines[1])
+        rec["status"] = 500
+        lines[1] = json.dumps(rec, sort_keys=True)
+    elif tamper == "remove":
+        del lines[1]
+    elif tamper == "reorder":
+        lines[1], lines[2] = lines[2], lines[1]
+    else:
+        lines = lines[:-1]
+    log.records_path.write_text("\n".join(lines) + "\n")
+    problems = log.verify()
+    assert problems and any(words in str(p) for p in problems), problems
+
+
+def test_audit_content_modes():
+    from soberan.serve.audit import content_recorder
+
+    text = "제 전화번호는 010-1234-5678 이고 메일은 hong@example.kr 입니다"
+    assert content_recorder("omit", ["ko"])(text) == {}
+    h = content_recorder("hash", ["ko"])(text)["sha256"]
+    assert len(h) == 64 and h != content_recorder("hash", ["ko"])(text + " ")["sha256"]
+    red = content_recorder("redact", ["ko"])(text)
+    assert "010-1234-5678" not in red["text"] and "hong@example.kr" not in red["text"]
+    assert red["redacted"] and "전화번호" in red["text"]
+
+
+# --- request validation ---------------------------------------------------------------------
+
+@pytest.mark.parametrize("body, param, words", [
+    ({"model": "m", "prompt": "x", "temperature": 2.5}, "temperature", "less than or equal"),
+    ({"model": "m", "prompt": "x", "top_p": 0}, "top_p", "greater than"),
+    ({"model": "m", "prompt": "x", "max_tokens": 0}, "max_tokens", "greater than"),
+    ({"model": "m", "prompt": "x", "presence_penalty": -3}, "presence_penalty", "greater than"),
+    ({"model": "m", "prompt": "x", "stop": ["a", "b", "c", "d", "e"]}, "stop", "at most 4"),
+    ({"model": "m", "prompt": "x", "n": 2}, "n", "not supported"),
+    ({"model": "m", "prompt": "x", "logprobs": 5}, "logprobs", "not supported"),
+    ({"model": "m", "prompt": "x", "colour": "red"}, "colour", "Unrecognized request argument"),
+    ({"model": "m", "prompt": ["a", "b"]}, "prompt", "one prompt per request"),
+    ({"prompt": "x"}, "model", "required"),
+])
+def test_bad_requests_name_the_parameter(body, param, words):
+    from soberan.serve.protocol import ApiError, CompletionRequest, parse
+
+    with pytest.raises(ApiError) as e:
+        parse(CompletionRequest, body)
+    assert e.value.status == 400 and e.value.param == param and words in e.value.message
+
+
+def test_accepted_openai_fields():
+    from soberan.serve.protocol import ChatRequest, parse
+
+    req = parse(ChatRequest, {"model": "m", "messages": [{"role": "developer", "content": [
+        {"type": "text", "text": "안녕"}]}], "n": 1, "user": "u1", "stop": "\n",
+        "max_completion_tokens": 5, "stream": True, "stream_options": {"include_usage": True}})
+    assert req.limit == 5 and req.stops == ("\n",) and req.include_usage
+    assert req.messages[0].as_template() == {"role": "system", "content": "안녕"}
+
+
+# --- config and offline ---------------------------------------------------------------------
+
+def test_template_documents_every_setting_with_its_default():
+    from soberan.serve.config import ServeSettings
+    from soberan.workspace import package_file
+
+    text = package_file("serve", "template.toml").read_text()
+    uncommented = "\n".join(line[2:] if re.match(r"^# \w+ = ", line) else line
+                            for line in text.splitlines())
+    values = tomllib.loads(uncommented)["serve"]
+    assert values == ServeSettings().model_dump()
+
+
+def test_outbound_guard_refuses_internet_but_not_loopback():
+    code = (
+        "import socket\n"
+        "from soberan.serve.offline import refuse_outbound\n"
+        "srv = socket.socket(); srv.bind(('127.0.0.1', 0)); srv.listen()\n"
+        "refuse_outbound()\n"
+        "socket.create_connection(srv.getsockname(), timeout=2).close()\n"
+        "for target in [('93.184.216.34', 80), ('example.org', 80)]:\n"
+        "    try:\n"
+        "        socket.create_connection(target, timeout=2)\n"
+        "    except PermissionError as e:\n"
+        "        print('refused', e)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.count("refused") == 2 and "93.184.216.34" in out.stdout and "example.org" in out.stdout
