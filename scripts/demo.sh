@@ -12,10 +12,15 @@ $S init demo --lang ko --jurisdiction KR --name soberan-ko-demo --demo
 
 # Every stage in order from demo/soberan.toml; a second `build` skips what is unchanged.
 $S build -w demo
+# The Korean extension of Mistral v1: tokens per character before and after, on held-out text.
+$S tokenizer run -w demo
 
 # The comparison the evaluation needs: a from-scratch model on the same compute, without
 # curation (raw/) and without the Korean tokenizer extension (Mistral v1 as it ships).
 $S train -w demo --corpus demo/raw --tokenizer mistral-v1 --output demo/model-baseline --role baseline
+
+# Held-out bits per byte at the start and the end of training, from the ledger.
+$S ledger query -w demo "SELECT meta.role AS model, meta.steps AS steps, meta.tokens AS tokens, meta.bpb_start AS heldout_bpb_start, meta.bpb_end AS heldout_bpb_end FROM records WHERE type='artifact' AND kind='model'"
 
 SETS=()
 if [ -d ../shared/data ]; then

@@ -110,7 +110,7 @@ install()
 # repetition filter drops the Constitution (its articles repeat their formulas), and the test
 # needs both sources in the model to see one leave it.
 TINY = {
-    "curate": {"quality": "{ filters = [] }"},
+    "curate.quality": {"filters": "[]"},  # the demo config's own [curate.quality] table
     "tokenizer": {"new_tokens": "500", "min_frequency": "2"},
     "train": {"depth": "1", "seq_len": "32", "micro_batch": "2", "max_steps": "4", "warmup_steps": "1",
               "eval_every": "2", "log_every": "1", "checkpoint_every": "2", "tensorboard": "false"},

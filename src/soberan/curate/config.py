@@ -42,6 +42,10 @@ class QualitySettings(_Strict):
     # Names from soberan.curate.quality.QUALITY_FILTERS, applied in this order.
     filters: list[str] = ["gopher_repetition", "gopher_quality", "fineweb_quality"]
     clean_lines: bool = True  # drop boilerplate / navigation lines before the filters
+    # Sources whose documents skip the document-level filters (line cleanup still runs). The
+    # Gopher and FineWeb rules were fitted to web pages; edited institutional text such as
+    # statutes repeats its formulae and numbers its lists by design and would be dropped.
+    exempt_sources: list[str] = []
 
 
 class PiiSettings(_Strict):

@@ -295,7 +295,9 @@ def quality(table: pa.Table, ctx: Context) -> Outcome:
     s = ctx.cur.quality
     filters = [(name, QUALITY_FILTERS[name]) for name in s.filters]
     out_text, keep, dec = [], [], []
-    for i, (t, lang) in enumerate(zip(texts(table), langs(table))):
+    exempt = set(s.exempt_sources)
+    sources = table.column("source").to_pylist() if exempt else [None] * table.num_rows
+    for i, (t, lang, src) in enumerate(zip(texts(table), langs(table), sources)):
         pack = ctx.pack(lang)
         if s.clean_lines:
             t2, removed = clean_lines(t, pack)
@@ -309,8 +311,9 @@ def quality(table: pa.Table, ctx: Context) -> Outcome:
                             f"removed {removed} boilerplate/navigation line{'s' * (removed > 1)}"))
                 t = t2
         verdict = None
-        words = pack.words(t) if filters else None
-        for _name, f in filters:
+        doc_filters = [] if src in exempt else filters
+        words = pack.words(t) if doc_filters else None
+        for _name, f in doc_filters:
             verdict = f(t, pack, words)
             if verdict is not None:
                 break
