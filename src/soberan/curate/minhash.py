@@ -68,7 +68,9 @@ def word_hashes(words: list[str]) -> np.ndarray:
     import xxhash
 
     h = xxhash.xxh3_64_intdigest
-    return np.fromiter((h(w) for w in words), dtype=np.uint64, count=len(words))
+    # xxhash 4 takes bytes only; UTF-8 is what xxhash 3 hashed for a str, so hashes are unchanged.
+    return np.fromiter((h(w.encode("utf-8", "surrogatepass")) for w in words), dtype=np.uint64,
+                       count=len(words))
 
 
 def ngram_hashes(words: list[str], n: int) -> np.ndarray:

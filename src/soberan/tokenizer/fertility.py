@@ -119,40 +119,33 @@ def read_json(path: Path) -> Report:
 
 
 def table(report: Report, title: str = "tokenizer fertility (held-out text)"):
-    """A rich table: one row per language, tokens per char and per word for each tokenizer, and
-    the change from the first tokenizer to the last."""
+    """A rich table, one row per language and tokenizer (narrow enough for any terminal), with
+    the change in tokens against the first tokenizer."""
     from rich.table import Table
 
     names = list(report)
     langs = sorted({lang for r in report.values() for lang in r})
-    t = Table(title=title)
+    chars = ", ".join(f"{lang} {next(r[lang].chars for r in report.values() if lang in r):,}" for lang in langs)
+    t = Table(title=title, caption=f"held-out characters: {chars}; byte%: tokens that are raw bytes; "
+                                   "exact: decode(encode(x)) == x", padding=(0, 1))
     t.add_column("lang")
-    t.add_column("chars", justify="right")
-    for n in names:
-        t.add_column(f"{n}\ntok/char", justify="right")
-        t.add_column(f"{n}\ntok/word", justify="right")
-    if len(names) > 1:
-        t.add_column(f"change\n{names[0]}→{names[-1]}", justify="right")
-    t.add_column("byte\npieces", justify="right")
-    t.add_column("round\ntrip", justify="right")
+    t.add_column("tokenizer", no_wrap=True, min_width=max(map(len, names)) if names else 9)
+    for col in ("tok/char", "tok/word", "bytes/tok", "byte%", "exact", "tokens"):
+        t.add_column(col, justify="right", no_wrap=True)
     for lang in langs:
-        row = [lang]
         first = report[names[0]].get(lang)
-        row.append(f"{first.chars:,}" if first else "")
-        for n in names:
+        for k, n in enumerate(names):
             f = report[n].get(lang)
-            row.append(f"{f.tokens_per_char:.3f}" if f else "–")
-            row.append(f"{f.tokens_per_word:.2f}" if f and f.tokens_per_word else "–")
-        last = report[names[-1]].get(lang)
-        if len(names) > 1:
-            if first and last and first.tokens:
-                pct = 100 * (last.tokens - first.tokens) / first.tokens
-                row.append(f"[{'green' if pct < 0 else 'red' if pct > 0 else 'white'}]{pct:+.1f}%[/]")
-            else:
-                row.append("–")
-        row.append(f"{last.byte_fallback_share:.1%}" if last else "–")
-        row.append(f"{last.roundtrip_exact:.0%}" if last else "–")
-        t.add_row(*row)
+            if f is None:
+                continue
+            change = ""
+            if k and first and first.tokens:
+                pct = 100 * (f.tokens - first.tokens) / first.tokens
+                change = f"[{'green' if pct < 0 else 'red' if pct > 0 else 'white'}]{pct:+.1f}%[/]"
+            t.add_row(lang if k == 0 else "", n,
+                      f"{f.tokens_per_char:.3f}", f"{f.tokens_per_word:.2f}" if f.tokens_per_word else "–",
+                      f"{f.bytes_per_token:.2f}", f"{f.byte_fallback_share:.1%}", f"{f.roundtrip_exact:.0%}",
+                      change, end_section=k == len(names) - 1)
     return t
 
 
