@@ -34,12 +34,6 @@ MAIN_ARTIFACT = {"collect": "corpus", "curate": "corpus", "tokenizer": "tokenize
                  "train": "model", "evaluate": "results"}
 UPSTREAM = {"collect": (), "curate": ("collect",), "tokenizer": ("curate",),
             "train": ("curate", "tokenizer"), "evaluate": ("train",)}
-# The config sections each stage hashes into the `config_hash` of its artifact (read from each
-# stage's code; tests/test_build_e2e.py fails if a second build of the demo is not all skipped).
-# Sources and policy decide what collect reads; curate depends on the project's languages and
-# on [evaluate] (the benchmarks it decontaminates against).
-CONFIG_SECTIONS = {"collect": ("collect", "sources", "policy"), "curate": ("curate", "project", "evaluate"),
-                   "tokenizer": ("tokenizer",), "train": ("train",), "evaluate": ("evaluate",)}
 # Collect is incremental by design: it recollects a source whose files or settings changed and
 # drops a source removed from the config, keeping the rest. Every other stage starts from an
 # empty folder when what it was made from changed, so no old output leaks into the new one.
@@ -89,9 +83,9 @@ def stage_module(stage: str):
 
 
 def stage_config_hash(ws: Workspace, stage: str) -> str:
-    """The config hash a stage records with its artifact: the hash of its CONFIG_SECTIONS, as
-    each stage computes it (`Config.section_hash`)."""
-    return ws.config.section_hash(*CONFIG_SECTIONS[stage])
+    """The config hash a stage records with its artifact: the hash of the config sections the
+    stage itself declares (`soberan.<stage>.CONFIG_SECTIONS`)."""
+    return ws.config.section_hash(*stage_module(stage).CONFIG_SECTIONS)
 
 
 def source_fingerprints(ws: Workspace) -> dict[str, str]:
@@ -165,7 +159,7 @@ def stage_status(ws: Workspace, stage: str) -> StageStatus:
             reasons.append(f"{a['path']} was changed since it was recorded")
             rebuild = True
     if art.get("config_hash") != key["config"]:
-        reasons.append(f"config changed ([{'], ['.join(CONFIG_SECTIONS[stage])}])")
+        reasons.append(f"config changed ([{'], ['.join(stage_module(stage).CONFIG_SECTIONS)}])")
     by_hash = {r["hash"]: r for r in led.records("artifact")}
     used = [by_hash[h] for h in art.get("inputs", []) if h in by_hash]
     used_now = {}

@@ -10,6 +10,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+# The config sections this stage reads: hashed into each artifact it records, and what
+# `soberan build` compares to decide whether the stage must run again.
+CONFIG_SECTIONS = ("collect", "sources", "policy")  # sources and policy decide what is read
+
 if TYPE_CHECKING:
     from soberan.collect.stage import CollectSummary
     from soberan.workspace import Workspace
@@ -25,4 +29,4 @@ def run(ws: "Workspace", sources: list[str] | None = None, fresh: bool = False,
 
 def config_hash(ws: "Workspace") -> str:
     """The config hash collect records with its artifact (what `soberan build` compares)."""
-    return ws.config.section_hash("collect", "sources", "policy")
+    return ws.config.section_hash(*CONFIG_SECTIONS)

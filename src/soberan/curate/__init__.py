@@ -28,6 +28,10 @@ if TYPE_CHECKING:  # soberan.config imports this package for CurateSettings: no 
     from soberan.workspace import Workspace
 
 STAGE = "curate"
+# The config sections this stage reads: hashed into each artifact it records, and what
+# `soberan build` compares to decide whether the stage must run again.
+# The project's languages choose the packs; [evaluate] names the benchmarks to decontaminate against.
+CONFIG_SECTIONS = (STAGE, "project", "evaluate")
 VERSION = "1"  # bump when a step's behaviour changes, so a resumed run does not mix versions
 
 
@@ -75,7 +79,7 @@ def plan(steps: list[str]) -> list[Pass]:
 
 
 def _fingerprint(ws: Workspace, raw_art: dict) -> str:
-    body = {"raw": raw_art["hash"], "config": ws.config.section_hash(STAGE, "project", "evaluate"),
+    body = {"raw": raw_art["hash"], "config": ws.config.section_hash(*CONFIG_SECTIONS),
             "version": VERSION}
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
@@ -143,7 +147,7 @@ def run(ws: Workspace, *, executor: str = "local", workers: int | None = None,
     if not inputs:
         raise FileNotFoundError(f"{ws.root / raw_art['path']}: the collected corpus has no shards")
     _check(ws)
-    config_hash = cfg.section_hash(STAGE, "project", "evaluate")
+    config_hash = cfg.section_hash(*CONFIG_SECTIONS)
     out = ws.stage_dir(STAGE)
     if not force and (art := _up_to_date(ws, raw_art, config_hash)):
         stats = json.loads((out / "stats.json").read_text())

@@ -15,6 +15,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+# The config sections this stage reads: hashed into each artifact it records, and what
+# `soberan build` compares to decide whether the stage must run again.
+CONFIG_SECTIONS = ("evaluate",)
+
 
 @dataclass
 class EvalSummary:

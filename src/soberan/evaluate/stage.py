@@ -14,7 +14,7 @@ import numpy as np
 
 from soberan.config import ConfigError
 from soberan.documents import file_sha256
-from soberan.evaluate import EvalSummary
+from soberan.evaluate import CONFIG_SECTIONS, EvalSummary
 from soberan.evaluate.config import BenchmarkSpec
 from soberan.evaluate.specs import (Item, Rejected, continuations, fewshot_examples, fewshot_prefix,
                                     load_items_checked, render, resolve_names, with_paths)
@@ -295,7 +295,7 @@ def evaluate(ws, *, models: list[str | Path] | None = None, sets: list[str] | No
             "contaminated": {sd.spec.name: len(sd.flags) for sd in set_data}}
     rec = ws.ledger.record_artifact(stage="evaluate", kind="results", path=results_path,
                                     inputs=[r.record["hash"] for r in refs if r.record],
-                                    config_hash=ws.config.section_hash("evaluate"), meta=meta)
+                                    config_hash=ws.config.section_hash(*CONFIG_SECTIONS), meta=meta)
     if show:
         print_tables(console, results)
     return EvalSummary(results_path, [r.label for r in refs], [sd.spec.name for sd in set_data],

@@ -31,6 +31,9 @@ if TYPE_CHECKING:  # soberan.config imports this package for its settings: no im
     from soberan.workspace import Workspace
 
 STAGE = "tokenizer"
+# The config sections this stage reads: hashed into each artifact it records, and what
+# `soberan build` compares to decide whether the stage must run again.
+CONFIG_SECTIONS = (STAGE,)
 VERSION = "1"  # bump when the output for the same input and settings changes
 LABELS = {"extend": "extended", "replace": "trained"}
 

@@ -18,7 +18,11 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:  # soberan.config imports this package's config: nothing heavy at import time
     from soberan.workspace import Workspace
 
-__all__ = ["run", "TrainSummary"]
+__all__ = ["run", "TrainSummary", "CONFIG_SECTIONS"]
+
+# The config sections this stage reads: hashed into each artifact it records, and what
+# `soberan build` compares to decide whether the stage must run again.
+CONFIG_SECTIONS = ("train",)
 
 
 @dataclass

@@ -11,7 +11,7 @@ import pyarrow as pa
 
 from soberan.config import ConfigError
 from soberan.documents import tree_sha256
-from soberan.train import TrainSummary
+from soberan.train import CONFIG_SECTIONS, TrainSummary
 from soberan.train.pretrain import accelerator_for, artifact_at, load_tokenizer, publish
 from soberan.workspace import Workspace
 
@@ -119,7 +119,7 @@ def finetune(ws: Workspace, *, chat_data=None, base_model=None, output_dir=None,
                 "chat_data": ws.ledger.rel(chat_path), "chat_sha256": chat_sha, "trainable_params": trainable, "last": res.last}
         art = ws.ledger.record_artifact(stage="train", kind="model", path=final,
                                         inputs=[base_rec["hash"]] if base_rec else [],
-                                        config_hash=cfg.section_hash("train"), meta=meta)["hash"]
+                                        config_hash=cfg.section_hash(*CONFIG_SECTIONS), meta=meta)["hash"]
     acc.wait_for_everyone()
     return TrainSummary(final, "chat", res.steps, sampler.tokens_drawn, res.last.get("loss"), res.bpb_start,
                         res.bpb_end, {}, res.resumed_from, res.stopped, total, art)

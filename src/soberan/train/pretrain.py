@@ -14,7 +14,7 @@ import pyarrow.compute as pc
 
 from soberan.config import ConfigError
 from soberan.documents import tree_sha256
-from soberan.train import TrainSummary
+from soberan.train import CONFIG_SECTIONS, TrainSummary
 from soberan.workspace import Workspace
 
 
@@ -364,7 +364,7 @@ def pretrain(ws: Workspace, *, corpus_dir=None, tokenizer_dir=None, output_dir=N
         ws.ledger.record_event("train_tokens", output=ws.ledger.rel(out), step=res.steps, role=inp.role,
                                final=True, token_shares=shares)
         art = ws.ledger.record_artifact(stage="train", kind="model", path=final, inputs=inp.hashes,
-                                        config_hash=cfg.section_hash("train"), meta=meta)["hash"]
+                                        config_hash=cfg.section_hash(*CONFIG_SECTIONS), meta=meta)["hash"]
     acc.wait_for_everyone()
     return TrainSummary(final, inp.role, res.steps, sampler.tokens_drawn, res.last.get("loss"), res.bpb_start,
                         res.bpb_end, shares, res.resumed_from, res.stopped, n_params, art)
