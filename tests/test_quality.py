@@ -230,3 +230,42 @@ def test_same_verdicts_as_datatrove(en, monkeypatch):
             their_rule = None if r is True else r[1]
             v = ours(doc, en_dt)
             assert (v.rule if v else None) == their_rule, (doc[:60], their_rule, v)
+
+
+def test_ngram_statistics_by_hash_equal_the_string_definitions():
+    """The repetition filter compares n-grams by hash; on random texts with many repeats its
+    statistics equal datatrove's string definitions (joined n-grams, first-seen wins ties)."""
+    import random
+    from collections import Counter
+
+    import soberan.curate.quality as q
+    from soberan.curate.minhash import word_hashes
+
+    def top_ref(words, n):
+        grams = Counter(" ".join(words[i:i + n]) for i in range(len(words) - n + 1))
+        if not grams:
+            return 0
+        gram, count = grams.most_common(1)[0]
+        return len(gram) * count if count > 1 else 0
+
+    def dup_ref(words, n):
+        seen, chars, i = set(), 0, 0
+        while i < len(words) - n + 1:
+            gram = "".join(words[i:i + n])
+            if gram in seen:
+                chars, i = chars + len(gram), i + n
+            else:
+                seen.add(gram)
+                i += 1
+        return chars
+
+    rng = random.Random(7)
+    vocab = ["가", "나라", "국민은", "the", "law", "x", "법률", "ก", "cộng", "hòa"]
+    for _ in range(300):
+        words = [rng.choice(vocab[:rng.randint(2, len(vocab))]) for _ in range(rng.randint(0, 60))]
+        h = word_hashes(words)
+        for n in (2, 3, 4):
+            assert q._top_ngram_chars(words, h, n) == top_ref(words, n), (words, n)
+        for n in (5, 6, 8):
+            assert q._dup_ngram_chars(words, h, n) == dup_ref(words, n), (words, n)
+            assert q._all_distinct(h, n) == (dup_ref(words, n) == 0)

@@ -478,6 +478,7 @@ def test_two_processes_train_the_same_model_as_one(tiny_ws, tmp_path):
     single = run(one)
     rec = Workspace.open(two_root).ledger.latest_artifact("train", "model")
     assert rec["meta"]["world_size"] == 2
+    assert rec["meta"]["distributed"] == "MULTI_CPU"  # accelerate enables FSDP on accelerators only
     a, b = weights(two_root / "model" / "final"), weights(single.output)
     for k in a:
         assert torch.allclose(a[k], b[k], atol=1e-4), k

@@ -85,6 +85,25 @@ def shard_paths(folder: Path) -> list[Path]:
     return sorted(p for p in folder.rglob("*.parquet") if not p.name.startswith(".tmp-"))
 
 
+class CorpusError(ValueError):
+    """A corpus shard on disk that cannot be read as what it should be: named, with the way out."""
+
+
+def check_shards(paths: list[Path], required: tuple[str, ...] = ("id", "text", "source")) -> None:
+    """Read each shard's footer and schema (no data), so a truncated, foreign or damaged shard
+    stops a stage before any work, not halfway through it."""
+    for p in paths:
+        try:
+            schema = pq.read_schema(p)
+        except (OSError, pa.ArrowException) as e:
+            raise CorpusError(f"{p}: not a readable Parquet shard ({e}); the corpus was damaged "
+                              "after it was written: `soberan ledger verify` names what changed, and "
+                              "re-running the stage that wrote it rebuilds it") from None
+        missing = [c for c in required if c not in schema.names]
+        if missing:
+            raise CorpusError(f"{p}: not a soberan document shard: no column(s) {missing}")
+
+
 def read_corpus(folder: Path, columns: list[str] | None = None) -> pa.Table:
     paths = shard_paths(folder)
     if not paths:

@@ -22,13 +22,14 @@ def progress(transient: bool = False) -> Progress:
 
 @contextmanager
 def fail() -> Iterator[None]:
-    """Turn expected errors (bad config, policy violations, missing inputs) into a clear message
+    """Turn expected errors (bad config, policy violations, missing or damaged inputs) into a clear message
     and exit code 2 instead of a stack trace."""
     from soberan.config import ConfigError
+    from soberan.documents import CorpusError
     from soberan.policy import PolicyError
 
     try:
         yield
-    except (ConfigError, PolicyError, FileNotFoundError) as e:
+    except (ConfigError, PolicyError, CorpusError, FileNotFoundError) as e:
         console.print(f"[red]error:[/red] {e}", soft_wrap=True)
         raise typer.Exit(2) from None

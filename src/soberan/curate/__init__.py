@@ -135,7 +135,7 @@ def run(ws: Workspace, *, executor: str = "local", workers: int | None = None,
     from soberan.curate.executor import executor as make_executor
     from soberan.curate.shard import ShardTask
     from soberan.curate.stats import build_stats, summary_of
-    from soberan.documents import shard_paths
+    from soberan.documents import check_shards, shard_paths
     from soberan.ui import console, progress
 
     t0 = time.monotonic()
@@ -147,6 +147,7 @@ def run(ws: Workspace, *, executor: str = "local", workers: int | None = None,
     if not inputs:
         raise FileNotFoundError(f"{ws.root / raw_art['path']}: the collected corpus has no shards")
     _check(ws)
+    check_shards(inputs)
     config_hash = cfg.section_hash(*CONFIG_SECTIONS)
     out = ws.stage_dir(STAGE)
     if not force and (art := _up_to_date(ws, raw_art, config_hash)):
@@ -172,7 +173,8 @@ def run(ws: Workspace, *, executor: str = "local", workers: int | None = None,
                 index.for_pack(ctx.pack(code))
 
     reports: dict = {}
-    with make_executor(executor, n_workers or 0, ray_address) as ex, progress() as bar:
+    with make_executor(executor, n_workers or 0, ray_address, cfg.project.languages) as ex, \
+            progress() as bar:
         for k, p in enumerate(passes):
             final = k == len(passes) - 1
             tasks = []

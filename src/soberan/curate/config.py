@@ -5,7 +5,7 @@ what is here is the shape of the pipeline: which steps, in which order, and the 
 the same for every language (MinHash bands, n-gram sizes).
 """
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -46,6 +46,32 @@ class QualitySettings(_Strict):
     # Gopher and FineWeb rules were fitted to web pages; edited institutional text such as
     # statutes repeats its formulae and numbers its lists by design and would be dropped.
     exempt_sources: list[str] = []
+    # Threshold overrides per language, laid over the pack's values (FineWeb2's), e.g.
+    # [curate.quality.thresholds.ko] min_words = 30. Names as in soberan.lang.BASE_THRESHOLDS;
+    # a rule is switched off with 0 (or an empty table for top_n_grams / dup_n_grams).
+    thresholds: dict[str, dict[str, Any]] = {}
+
+    @field_validator("thresholds")
+    @classmethod
+    def _known(cls, v: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        from soberan.lang import ALIASES, BASE_THRESHOLDS
+
+        out: dict[str, dict[str, Any]] = {}
+        for lang, values in v.items():
+            unknown = sorted(set(values) - set(BASE_THRESHOLDS))
+            if unknown:
+                raise ValueError(f"thresholds.{lang}: unknown threshold(s) {unknown}; "
+                                 f"known: {sorted(BASE_THRESHOLDS)}")
+            for k, x in values.items():
+                if isinstance(BASE_THRESHOLDS[k], dict):
+                    if not isinstance(x, dict):
+                        raise ValueError(f"thresholds.{lang}.{k}: a table of n = share, like "
+                                         f"{BASE_THRESHOLDS[k]}")
+                    values[k] = {int(n): float(f) for n, f in x.items()}
+                elif not isinstance(x, int | float) or isinstance(x, bool):
+                    raise ValueError(f"thresholds.{lang}.{k}: a number, not {x!r}")
+            out[ALIASES.get(lang.lower(), lang.lower())] = values
+        return out
 
 
 class PiiSettings(_Strict):
@@ -74,6 +100,11 @@ class DecontamSettings(_Strict):
     # (Brown et al. 2020, appendix C) and Llama 2 (Touvron et al. 2023, appendix A.6).
     ngram: int = Field(13, ge=3)
     min_matches: int = Field(1, ge=1)  # distinct shared n-grams needed to call a document contaminated
+    # "document": drop a contaminated document (GPT-3's rule). "lines": remove only the lines that
+    # hold the shared n-grams, and drop the document when less than `min_kept_share` of its
+    # characters is left: a long page that quotes one test item keeps the rest of its text.
+    mode: Literal["document", "lines"] = "document"
+    min_kept_share: float = Field(0.5, ge=0, le=1)
     benchmarks: list[str] = []  # benchmark names known to `soberan evaluate`
     files: list[BenchmarkFile] = []  # or explicit files
 

@@ -1,4 +1,5 @@
-"""Benchmark decontamination: drop documents that share long word n-grams with an evaluation set.
+"""Benchmark decontamination: drop documents (or their lines) that share long word n-grams with
+an evaluation set.
 
 The rule is GPT-3's (Brown et al. 2020, appendix C): a document is contaminated when it shares an
 n-gram of words with a benchmark item, with n = 13, lowered for a benchmark of short items to the
@@ -194,6 +195,29 @@ class Index:
             if counts[b] >= self.min_matches and (best is None or counts[b] > best.matches):
                 best = Hit(idx.names[b], int(counts[b]), n)
         return best
+
+
+    def contaminated_lines(self, text: str, pack: LangPack) -> tuple[str, int, Hit | None]:
+        """For `mode = "lines"`: the text without the lines that hold a word of an n-gram shared
+        with a benchmark (an n-gram may run across lines: every line it touches goes), how many
+        lines went, and the best hit. Lines are segmented one by one, so each word has a line."""
+        hit = self.match(text, pack)
+        if hit is None:
+            return text, 0, None
+        lines = text.split("\n")
+        per_line = [pack.words(ln) if ln.strip() else [] for ln in lines]
+        words = [w for ws in per_line for w in ws]
+        line_of = np.repeat(np.arange(len(lines)), [len(ws) for ws in per_line])
+        bad = np.zeros(len(lines), dtype=bool)
+        for n, (hashes, _bench) in self.for_pack(pack).by_n.items():
+            if len(words) < n or len(hashes) == 0:
+                continue
+            h = ngram_hashes(words, n)
+            pos = np.minimum(np.searchsorted(hashes, h), len(hashes) - 1)
+            for start in np.flatnonzero(hashes[pos] == h):
+                bad[line_of[start:start + n]] = True
+        kept = "\n".join(ln for ln, b in zip(lines, bad) if not b)
+        return kept, int(bad.sum()), hit
 
 
 def load_index(ctx) -> Index | None:

@@ -21,11 +21,13 @@ def default_workers() -> int:
 
 
 class LocalExecutor:
-    """A process pool kept for the whole run (workers load Kiwi, lid.176 and the benchmark index
-    once, not once per pass), or the calling process when one worker is asked for."""
+    """A process pool kept for the whole run (workers load the benchmark index once, not once
+    per pass; lid.176 and the segmenters of `langs` come preloaded from the forkserver), or the
+    calling process when one worker is asked for."""
 
-    def __init__(self, workers: int):
+    def __init__(self, workers: int, langs: Sequence[str] = ()):
         self.workers = workers
+        self.langs = tuple(langs)
         self._pool = None
 
     def run(self, tasks: Sequence[ShardTask], on_done: Callable[[dict], None]) -> list[dict]:
@@ -37,7 +39,9 @@ class LocalExecutor:
             return out
         from concurrent.futures import as_completed
 
-        futures = [self._get_pool().submit(run_shard, t) for t in tasks]
+        # largest shards first, so that no worker starts a long one when the others are done
+        order = sorted(tasks, key=lambda t: -os.path.getsize(t.input))
+        futures = [self._get_pool().submit(run_shard, t) for t in order]
         for f in as_completed(futures):
             out.append(f.result())
             on_done(out[-1])
@@ -48,11 +52,16 @@ class LocalExecutor:
             import multiprocessing as mp
             from concurrent.futures import ProcessPoolExecutor
 
-            # forkserver: workers fork from a clean server that has imported the steps once, never
-            # from the parent, which may hold DuckDB or Kiwi threads a fork would copy mid-lock.
+            from soberan.curate.preload import PRELOAD_ENV
+
+            # forkserver: workers fork from a clean server that has imported the steps and warmed
+            # the models once, never from the parent, which may hold DuckDB threads that a fork
+            # would copy mid-lock. The server starts once per parent process, with the
+            # languages of the first run that starts it.
+            os.environ[PRELOAD_ENV] = ",".join(self.langs)
             ctx = mp.get_context("forkserver")
             ctx.set_forkserver_preload(["soberan.curate.shard", "soberan.curate.dedup",
-                                        "soberan.curate.langid"])
+                                        "soberan.curate.preload"])
             self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx)
         return self._pool
 
@@ -107,11 +116,13 @@ class RayExecutor:
 
 
 @contextmanager
-def executor(kind: str = "local", workers: int = 0, ray_address: str | None = None) -> Iterator:
-    """The executor for one run: `.run(tasks, on_done)` as many times as there are passes."""
+def executor(kind: str = "local", workers: int = 0, ray_address: str | None = None,
+             langs: Sequence[str] = ()) -> Iterator:
+    """The executor for one run: `.run(tasks, on_done)` as many times as there are passes.
+    `langs`: the languages whose segmenters the local pool's workers should start with."""
     workers = workers or default_workers()
     if kind == "local":
-        ex = LocalExecutor(workers)
+        ex = LocalExecutor(workers, langs)
     elif kind == "ray":
         ex = RayExecutor(workers, ray_address)
     else:

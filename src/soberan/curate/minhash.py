@@ -74,14 +74,17 @@ def word_hashes(words: list[str]) -> np.ndarray:
 
 
 def ngram_hashes(words: list[str], n: int) -> np.ndarray:
-    """One 64-bit hash per word n-gram (a text shorter than n words is one n-gram of itself).
+    """One 64-bit hash per word n-gram (a text shorter than n words is one n-gram of itself)."""
+    return combine(word_hashes(words), n)
 
-    The n-gram hash is sum_j mult[j] * hash(word[i+j]) mod 2^64: with random odd multipliers over
-    64-bit word hashes two different n-grams collide with probability about 2^-64.
-    """
-    w = word_hashes(words)
-    if len(w) == 0:
-        return w
+
+def combine(w: np.ndarray, n: int, short_as_one: bool = True) -> np.ndarray:
+    """The n-gram hashes of a sequence of word hashes, one per position: sum_j mult[j] *
+    hash(word[i+j]) mod 2^64. With random odd multipliers over 64-bit word hashes two different
+    n-grams collide with probability about 2^-64. A sequence shorter than n is one n-gram of
+    itself, or none when not `short_as_one`."""
+    if len(w) == 0 or (len(w) < n and not short_as_one):
+        return np.empty(0, dtype=np.uint64)
     k = min(n, len(w))
     m = len(w) - k + 1
     out = np.zeros(m, dtype=np.uint64)

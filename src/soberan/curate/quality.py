@@ -22,6 +22,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
+import numpy as np
+
+from soberan.curate.minhash import combine, word_hashes
 from soberan.lang import COMMON_BOILERPLATE, LangPack
 
 
@@ -126,37 +129,46 @@ def _duplicates(items: Sequence[str]) -> tuple[int, int]:
     return n, chars
 
 
-def _top_ngram_chars(words: Sequence[str], n: int) -> int:
-    """Characters covered by the most frequent n-gram (its length times its count), 0 when no
-    n-gram repeats: datatrove also counts a single occurrence, which only matters for texts
-    short enough that one n-gram is a large share of them."""
-    if len(words) < n:
+def _top_ngram_chars(words: Sequence[str], hashes: np.ndarray, n: int) -> int:
+    """Characters covered by the most frequent n-gram (its length with the spaces between its
+    words, times its count), 0 when no n-gram repeats: datatrove also counts a single
+    occurrence, which only matters for texts short enough that one n-gram is a large share of
+    them. Among n-grams as frequent, the first in the text counts, as Counter.most_common does.
+    `hashes` are the words' hashes: n-grams are compared by hash, not by joined strings."""
+    h = combine(hashes, n, short_as_one=False)
+    if len(h) == 0:
         return 0
-    grams = Counter(" ".join(words[i:i + n]) for i in range(len(words) - n + 1))
-    gram, count = grams.most_common(1)[0]
-    return len(gram) * count if count > 1 else 0
+    _, first, counts = np.unique(h, return_index=True, return_counts=True)
+    top = int(counts.max())
+    if top < 2:
+        return 0
+    i = int(first[counts == top].min())
+    return (sum(len(w) for w in words[i:i + n]) + n - 1) * top
 
 
-def _dup_ngram_chars(words: Sequence[str], n: int) -> int:
+def _dup_ngram_chars(words: Sequence[str], hashes: np.ndarray, n: int) -> int:
     """Characters in n-grams that repeat an earlier one, counting each word at most once
     (after a repeat the scan jumps past it, as datatrove's `find_all_duplicate` does)."""
-    seen: set[str] = set()
-    chars, i, end = 0, 0, len(words) - n + 1
+    h = combine(hashes, n, short_as_one=False).tolist()
+    if not h:
+        return 0
+    ends = np.cumsum([0] + [len(w) for w in words]).tolist()  # gram i has ends[i+n] - ends[i] chars
+    seen: set[int] = set()
+    chars, i, end = 0, 0, len(h)
     while i < end:
-        gram = "".join(words[i:i + n])
-        if gram in seen:
-            chars += len(gram)
+        if h[i] in seen:
+            chars += ends[i + n] - ends[i]
             i += n
         else:
-            seen.add(gram)
+            seen.add(h[i])
             i += 1
     return chars
 
 
-def _all_distinct(words: Sequence[str], n: int) -> bool:
-    """True when no n-gram of `words` occurs twice."""
-    grams = [tuple(words[i:i + n]) for i in range(len(words) - n + 1)]
-    return len(set(grams)) == len(grams)
+def _all_distinct(hashes: np.ndarray, n: int) -> bool:
+    """True when no n-gram occurs twice."""
+    h = combine(hashes, n, short_as_one=False)
+    return len(np.unique(h)) == len(h)
 
 
 _PARAGRAPHS = re.compile(r"\n{2,}")
@@ -182,16 +194,17 @@ def gopher_repetition(text: str, pack: LangPack, words: Sequence[str] | None = N
         if mx and chars / size > mx:
             return Verdict(key, f"characters in duplicated {noun} {chars / size:.2f} > {key} {mx}")
     words = pack.words(text) if words is None else words
+    hashes = word_hashes(words)
     for n, mx in sorted((_t(pack, "top_n_grams") or {}).items()):
-        r = _top_ngram_chars(words, int(n)) / size
+        r = _top_ngram_chars(words, hashes, int(n)) / size
         if mx and r > mx:
             return Verdict(f"top_{n}_gram", f"characters in the most frequent {n}-gram {r:.3f} > "
                                             f"top_n_grams[{n}] {mx}")
     dup_n = sorted((_t(pack, "dup_n_grams") or {}).items())
-    if dup_n and _all_distinct(words, int(dup_n[0][0])):
+    if dup_n and _all_distinct(hashes, int(dup_n[0][0])):
         return None  # no n-gram repeats, so no longer one does either: the common case, made cheap
     for n, mx in dup_n:
-        r = _dup_ngram_chars(words, int(n)) / size
+        r = _dup_ngram_chars(words, hashes, int(n)) / size
         if mx and r > mx:
             return Verdict(f"duplicated_{n}_n_grams", f"characters in repeated {n}-grams {r:.3f} > "
                                                       f"dup_n_grams[{n}] {mx}")

@@ -119,7 +119,7 @@ def run_shard(task: ShardTask) -> dict:
     writer = None
     in_row = out_row = 0
     try:
-        for batch in pq.ParquetFile(task.input).iter_batches(batch_size=cur.batch_size):
+        for batch in _batches(task.input, cur.batch_size):
             table = with_extra_columns(pa.Table.from_batches([batch]))
             rows = np.arange(in_row, in_row + table.num_rows, dtype=np.int64)
             in_row += table.num_rows
@@ -178,6 +178,23 @@ def run_shard(task: ShardTask) -> dict:
     tmp_marker.write_text(json.dumps(counts, ensure_ascii=False))
     os.replace(tmp_marker, task.marker)
     return counts
+
+
+def _batches(path: str, batch_size: int):
+    """The shard's record batches; a page that cannot be read names the shard (the shards done
+    before it keep their done-markers, so a run after the repair resumes)."""
+    from soberan.documents import CorpusError
+
+    it = pq.ParquetFile(path).iter_batches(batch_size=batch_size)
+    while True:
+        try:
+            batch = next(it)
+        except StopIteration:
+            return
+        except (OSError, pa.ArrowException) as e:
+            raise CorpusError(f"{path}: unreadable data inside the shard ({e}); run "
+                              "`soberan ledger verify` to see what changed since it was written") from None
+        yield batch
 
 
 def _apply_drops(table, rows, step, drops, tally, decisions):

@@ -74,6 +74,9 @@ class Context:
             except KeyError:
                 base = LangPack(code=code, name=f"{code} (no pack: character n-grams)",
                                 words=char_ngrams, uses_spaces=False)
+            over = self.cur.quality.thresholds.get(base.code)
+            if over:  # the config's overrides, over the pack's values
+                base = replace(base, thresholds={**base.thresholds, **over})
             memo, words = self._words, base.words
 
             def memo_words(text: str, _c=base.code, _w=words) -> list[str]:
@@ -311,10 +314,11 @@ def quality(table: pa.Table, ctx: Context) -> Outcome:
                             f"removed {removed} boilerplate/navigation line{'s' * (removed > 1)}"))
                 t = t2
         verdict = None
-        doc_filters = [] if src in exempt else filters
-        words = pack.words(t) if doc_filters else None
-        for _name, f in doc_filters:
-            verdict = f(t, pack, words)
+        # Words are not computed here: a filter segments only when it gets past its cheap,
+        # character-level rules (duplicated lines, punctuation), and `pack.words` is memoized for
+        # the batch, so a document is segmented at most once, and not at all when dropped early.
+        for _name, f in [] if src in exempt else filters:
+            verdict = f(t, pack)
             if verdict is not None:
                 break
         out_text.append(t)
@@ -352,14 +356,31 @@ def pii(table: pa.Table, ctx: Context) -> Outcome:
 # --- 7. decontamination ------------------------------------------------------------------------
 
 def decontam(table: pa.Table, ctx: Context) -> Outcome:
-    """Drop documents that share long word n-grams with an evaluation benchmark."""
+    """Drop documents that share long word n-grams with an evaluation benchmark, or, with
+    `mode = "lines"`, remove the lines that hold them."""
     index = ctx.decontam_index()
-    keep, dec = [], []
+    s = ctx.cur.decontam
+    out, keep, dec = [], [], []
     for i, (t, lang) in enumerate(zip(texts(table), langs(table))):
-        hit = index.match(t, ctx.pack(lang)) if index else None
-        keep.append(hit is None)
+        pack = ctx.pack(lang)
+        if index is None:
+            hit, kept, removed = None, t, 0
+        elif s.mode == "lines":
+            kept, removed, hit = index.contaminated_lines(t, pack)
+        else:
+            hit, kept, removed = index.match(t, pack), t, 0
+        share = len(kept.strip()) / max(len(t.strip()), 1)
+        if hit is not None and (s.mode == "document" or share < s.min_kept_share):
+            out.append(t), keep.append(False)
+            why = hit.reason if s.mode == "document" else \
+                f"{hit.reason}; only {share:.0%} of the text is outside those lines"
+            dec.append((i, "dropped", f"decontam.{hit.benchmark}", why))
+            continue
+        out.append(kept), keep.append(True)
         if hit is not None:
-            dec.append((i, "dropped", f"decontam.{hit.benchmark}", hit.reason))
+            dec.append((i, "redacted", f"decontam.{hit.benchmark}",
+                        f"{hit.reason}; removed the {removed} line{'s' * (removed > 1)} holding them"))
+    table = set_column(table, "text", out, pa.large_string())
     return Outcome(table, np.asarray(keep, dtype=bool), dec)
 
 

@@ -360,7 +360,8 @@ def pretrain(ws: Workspace, *, corpus_dir=None, tokenizer_dir=None, output_dir=N
                 "bpb_end": res.bpb_end, "params": n_params, "seq_len": s.seq_len, "how": how,
                 "base_model": inp.base_model, "tokenizer": ws.ledger.rel(inp.tok_dir),
                 "corpus": ws.ledger.rel(inp.corpus), "replay": s.replay_source or s.replay_path,
-                "stopped": res.stopped, "world_size": world, "last": res.last}
+                "stopped": res.stopped, "world_size": world, "distributed": acc.distributed_type.value,
+                "last": res.last}
         ws.ledger.record_event("train_tokens", output=ws.ledger.rel(out), step=res.steps, role=inp.role,
                                final=True, token_shares=shares)
         art = ws.ledger.record_artifact(stage="train", kind="model", path=final, inputs=inp.hashes,
