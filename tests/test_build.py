@@ -201,3 +201,40 @@ def test_a_new_source_is_collected_without_recollecting_the_others(ws):
     assert actions(s)["collect"] == "ran" and actions(s)["curate"] == "rebuilt"
     assert {p: p.stat().st_mtime_ns for p in (ws.root / "raw" / "laws").rglob("*.parquet")} == before
     assert "more" in read_corpus(ws.stage_dir("curate"), ["source"]).column("source").to_pylist()
+
+
+def test_hash_cache_reads_a_file_again_only_when_it_changed(tmp_path, monkeypatch):
+    """build decides what changed by size, mtime and inode (as git does) instead of reading
+    multi-GB checkpoints each time; a file written in the same clock tick as its hash is not
+    trusted; the audit (`ledger verify`) reads every byte whatever the cache says."""
+    import os
+
+    import soberan.documents as d
+
+    reads: list[str] = []
+    real = d.file_sha256
+    monkeypatch.setattr(d, "file_sha256", lambda p, *a: reads.append(p.name) or real(p, *a))
+    folder = tmp_path / "ckpt"
+    folder.mkdir()
+    (folder / "a.bin").write_bytes(b"a" * 1000)
+    (folder / "b.bin").write_bytes(b"b" * 1000)
+    old = 1_700_000_000
+    for f in folder.iterdir():
+        os.utime(f, (old, old))
+    cache = d.HashCache(tmp_path / "hashes.json")
+    first = d.tree_sha256(folder, cache)
+    assert first == d.tree_sha256(folder) and sorted(reads) == ["a.bin", "a.bin", "b.bin", "b.bin"]
+    cache.save()
+    reads.clear()
+    again = d.HashCache(tmp_path / "hashes.json")  # from disk, as the next build sees it
+    assert d.tree_sha256(folder, again) == first and reads == []
+    (folder / "b.bin").write_bytes(b"c" * 1001)  # changed: size and mtime differ
+    assert d.tree_sha256(folder, again) != first and reads == ["b.bin"]
+    reads.clear()
+    assert d.tree_sha256(folder, again) != first and reads == ["b.bin"]  # just written: racy, re-read
+    fresh = d.HashCache(tmp_path / "other.json")
+    (folder / "new.bin").write_bytes(b"n")
+    d.tree_sha256(folder, fresh)
+    reads.clear()
+    d.tree_sha256(folder, fresh)
+    assert reads == ["b.bin", "new.bin"]  # modified within RACY_NS of being hashed

@@ -7,7 +7,9 @@ they are. Later stages add columns and never drop the provenance columns below.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -56,15 +58,57 @@ def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def tree_sha256(path: Path) -> str:
-    """Content hash of a file, or of a folder as the sorted (relative path, file hash) list."""
+def tree_sha256(path: Path, cache: HashCache | None = None) -> str:
+    """Content hash of a file, or of a folder as the sorted (relative path, file hash) list.
+    With a `cache`, a file whose size, mtime and inode are those it had when last hashed is not
+    read again."""
     path = Path(path)
+    one = file_sha256 if cache is None else cache.file_sha256
     if path.is_file():
-        return file_sha256(path)
+        return one(path)
     h = hashlib.sha256()
     for f in sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith(".tmp-")):
-        h.update(f"{f.relative_to(path).as_posix()}\x00{file_sha256(f)}\n".encode())
+        h.update(f"{f.relative_to(path).as_posix()}\x00{one(f)}\n".encode())
     return h.hexdigest()
+
+
+class HashCache:
+    """File hashes keyed by (size, mtime, inode), the way git's index and make decide what
+    changed, so that checking whether multi-GB checkpoints still match the ledger does not read
+    them on every `soberan build`. Like git, it distrusts a file modified within `RACY_NS` of
+    when it was hashed (a write in the same clock tick would keep the mtime). It is for deciding
+    what to rebuild; `soberan ledger verify`, the audit, always reads every byte."""
+
+    RACY_NS = 2_000_000_000
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        try:
+            self.entries: dict[str, list] = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            self.entries = {}
+        self.dirty = False
+
+    def file_sha256(self, f: Path) -> str:
+        st = f.stat()
+        key = str(f.resolve())
+        e = self.entries.get(key)
+        if e and e[:3] == [st.st_size, st.st_mtime_ns, st.st_ino] and st.st_mtime_ns < e[4] - self.RACY_NS:
+            return e[3]
+        sha = file_sha256(f)
+        self.entries[key] = [st.st_size, st.st_mtime_ns, st.st_ino, sha, time.time_ns()]
+        self.dirty = True
+        return sha
+
+    def save(self) -> None:
+        if not self.dirty:
+            return
+        live = {k: v for k, v in self.entries.items() if os.path.exists(k)}
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(f".tmp-{os.getpid()}-{self.path.name}")
+        tmp.write_text(json.dumps(live))
+        os.replace(tmp, self.path)
+        self.dirty = False
 
 
 def write_parquet_atomic(table: pa.Table, path: Path, **kwargs) -> Path:

@@ -49,6 +49,23 @@ class Workspace:
     def ledger(self) -> Ledger:
         return Ledger(self.root)
 
+    @cached_property
+    def hash_cache(self):
+        """File hashes keyed by size, mtime and inode, for deciding whether a recorded artifact
+        is unchanged without reading it (soberan.documents.HashCache)."""
+        from soberan.documents import HashCache
+
+        return HashCache(self.root / "work" / "hashes.json")
+
+    def unchanged(self, path: Path, sha256: str) -> bool:
+        """Does the file or folder at `path` still hash to `sha256` (by the hash cache)?"""
+        from soberan.documents import tree_sha256
+
+        try:
+            return path.exists() and tree_sha256(path, self.hash_cache) == sha256
+        finally:
+            self.hash_cache.save()
+
     def stage_dir(self, stage: str) -> Path:
         return self.root / STAGE_DIRS[stage]
 

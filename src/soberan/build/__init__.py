@@ -25,7 +25,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from soberan.build.airgap import OFFLINE_ENV, airgap
-from soberan.documents import tree_sha256
 from soberan.workspace import STAGE_ORDER, Workspace
 
 # The artifact that marks a stage as done, and the upstream stages whose main artifact it must be
@@ -155,7 +154,7 @@ def stage_status(ws: Workspace, stage: str) -> StageStatus:
         if not full.exists():
             reasons.append(f"{a['path']} was removed")
             rebuild = True
-        elif tree_sha256(full) != a["sha256"]:
+        elif not ws.unchanged(full, a["sha256"]):
             reasons.append(f"{a['path']} was changed since it was recorded")
             rebuild = True
     if art.get("config_hash") != key["config"]:

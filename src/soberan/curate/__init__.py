@@ -118,13 +118,10 @@ def _reset(ws: Workspace, work: Path, out: Path, fingerprint: str) -> None:
 
 
 def _up_to_date(ws: Workspace, raw_art: dict, config_hash: str) -> dict | None:
-    from soberan.documents import tree_sha256
-
     art = ws.ledger.latest_artifact(STAGE, "corpus")
     if not art or art["inputs"] != [raw_art["hash"]] or art["config_hash"] != config_hash:
         return None
-    path = ws.root / art["path"]
-    if not path.exists() or tree_sha256(path) != art["sha256"]:
+    if not ws.unchanged(ws.root / art["path"], art["sha256"]):
         return None
     return art
 

@@ -240,13 +240,8 @@ def workspace_eval_sets(ws: Workspace) -> list:
 
 
 def _up_to_date(ws: Workspace, inputs: list[str], chash: str, base_sha: str) -> dict | None:
-    from soberan.documents import tree_sha256
-
     art = ws.ledger.latest_artifact(STAGE, "tokenizer")
     if (not art or art["inputs"] != inputs or art["config_hash"] != chash
             or art["meta"].get("base_sha256") != base_sha or art["meta"].get("version") != VERSION):
         return None
-    path = ws.root / art["path"]
-    if not path.exists() or tree_sha256(path) != art["sha256"]:
-        return None
-    return art
+    return art if ws.unchanged(ws.root / art["path"], art["sha256"]) else None
