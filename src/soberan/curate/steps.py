@@ -370,7 +370,7 @@ def decontam(table: pa.Table, ctx: Context) -> Outcome:
         else:
             hit, kept, removed = index.match(t, pack), t, 0
         share = len(kept.strip()) / max(len(t.strip()), 1)
-        if hit is not None and (s.mode == "document" or share < s.min_kept_share):
+        if hit is not None and (s.mode == "document" or share < s.min_kept_share or not kept.strip()):
             out.append(t), keep.append(False)
             why = hit.reason if s.mode == "document" else \
                 f"{hit.reason}; only {share:.0%} of the text is outside those lines"
