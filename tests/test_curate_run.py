@@ -257,3 +257,38 @@ def test_threshold_overrides_from_the_config(tmp_path):
     with pytest.raises(ConfigError, match="min_wordz"):
         make_workspace(tmp_path / "bad", lang="id", jurisdiction="ID",
                        curate_toml="[curate.quality.thresholds.id]\nmin_wordz = 5\n")
+
+
+def test_killed_pool_run_leaves_no_process_behind_and_resumes(tmp_path):
+    """SIGKILL a run on a 2-worker pool: its forkserver and workers go with it (none is left
+    idle holding a model), and the run resumed on the pool gives the uninterrupted output."""
+    import psutil
+
+    from soberan.curate import run
+    from soberan.workspace import Workspace
+
+    docs = indonesian_corpus(300, seed=4)
+    ref = make_workspace(tmp_path / "ref", lang="id", jurisdiction="ID", curate_toml=INDONESIAN)
+    write_raw(ref, docs, shard_docs=15)
+    ws_root = tmp_path / "killed"
+    shutil.copytree(ref.root, ws_root)
+    run(ref, workers=1)
+    proc = subprocess.Popen([sys.executable, "-c", "from soberan.cli import app; app()", "curate", "-w",
+                             str(ws_root), "--workers", "2"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    done = ws_root / "work" / "curate" / "pass0" / "done"
+    deadline = time.monotonic() + 120
+    while not (done.exists() and any(done.glob("*.json"))):
+        assert proc.poll() is None, "the run ended before it could be killed"
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
+    family = psutil.Process(proc.pid).children(recursive=True)
+    assert len(family) >= 3  # resource tracker, forkserver, workers
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    _, alive = psutil.wait_procs(family, timeout=15)
+    assert not alive, [p.cmdline()[-1][:80] for p in alive]
+    assert not (ws_root / "curated" / "stats.json").exists(), "killed too late"
+    ws = Workspace.open(ws_root)
+    assert not run(ws, workers=2).up_to_date
+    assert _snapshot(ws) == _snapshot(ref)

@@ -52,7 +52,7 @@ class LocalExecutor:
             import multiprocessing as mp
             from concurrent.futures import ProcessPoolExecutor
 
-            from soberan.curate.preload import PRELOAD_ENV
+            from soberan.curate.preload import PRELOAD_ENV, die_with_parent
 
             # forkserver: workers fork from a clean server that has imported the steps and warmed
             # the models once, never from the parent, which may hold DuckDB threads that a fork
@@ -62,7 +62,8 @@ class LocalExecutor:
             ctx = mp.get_context("forkserver")
             ctx.set_forkserver_preload(["soberan.curate.shard", "soberan.curate.dedup",
                                         "soberan.curate.preload"])
-            self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx)
+            self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx,
+                                             initializer=die_with_parent)
         return self._pool
 
     def close(self) -> None:
