@@ -87,32 +87,44 @@ def test_bad_config_is_an_error_before_work(tmp_path):
     assert not (ws.root / "curated").exists()
 
 
+def _reference_and_copy(tmp_path, seed: int):
+    """A workspace curated without interruption, and an untouched copy of it to kill runs in."""
+    from soberan.curate import run
+
+    ref = make_workspace(tmp_path / "ref", lang="id", jurisdiction="ID", curate_toml=INDONESIAN)
+    write_raw(ref, indonesian_corpus(300, seed=seed), shard_docs=15)
+    ws_root = tmp_path / "killed"
+    shutil.copytree(ref.root, ws_root)
+    run(ref, workers=1)
+    return ref, ws_root
+
+
+def _start_and_wait_for(ws_root, workers: int, folder):
+    """Start `soberan curate` and return it once `folder` holds a done-marker."""
+    proc = subprocess.Popen([sys.executable, "-c", "from soberan.cli import app; app()", "curate", "-w",
+                             str(ws_root), "--workers", str(workers)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not (folder.exists() and any(folder.glob("*.json"))):
+        assert proc.poll() is None, "the run ended before it could be killed"
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
+    return proc
+
+
 def test_kill_and_resume_gives_the_same_output(tmp_path):
     """Kill a run in its first pass and again in its second; the resumed run's shards, decisions
     and stats equal those of an uninterrupted run."""
-    docs = indonesian_corpus(300, seed=3)
-    ref = make_workspace(tmp_path / "ref", lang="id", jurisdiction="ID", curate_toml=INDONESIAN)
-    write_raw(ref, docs, shard_docs=15)
-    ws_root = tmp_path / "killed"
-    shutil.copytree(ref.root, ws_root)
     from soberan.curate import run
+    from soberan.workspace import Workspace
 
-    run(ref, workers=1)
-    cmd = [sys.executable, "-c", "from soberan.cli import app; app()", "curate", "-w", str(ws_root),
-           "--workers", "1"]
+    ref, ws_root = _reference_and_copy(tmp_path, seed=3)
     work = ws_root / "work" / "curate"
     for wait_for in (work / "pass0" / "done", work / "pass1" / "done"):
-        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 120
-        while not (wait_for.exists() and any(wait_for.glob("*.json"))):
-            assert proc.poll() is None, "the run ended before it could be killed"
-            assert time.monotonic() < deadline
-            time.sleep(0.005)
+        proc = _start_and_wait_for(ws_root, 1, wait_for)
         proc.send_signal(signal.SIGKILL)
         proc.wait()
         assert not (ws_root / "curated" / "stats.json").exists(), "killed too late"
-    from soberan.workspace import Workspace
-
     ws = Workspace.open(ws_root)
     s = run(ws, workers=1)
     assert not s.up_to_date
@@ -267,21 +279,8 @@ def test_killed_pool_run_leaves_no_process_behind_and_resumes(tmp_path):
     from soberan.curate import run
     from soberan.workspace import Workspace
 
-    docs = indonesian_corpus(300, seed=4)
-    ref = make_workspace(tmp_path / "ref", lang="id", jurisdiction="ID", curate_toml=INDONESIAN)
-    write_raw(ref, docs, shard_docs=15)
-    ws_root = tmp_path / "killed"
-    shutil.copytree(ref.root, ws_root)
-    run(ref, workers=1)
-    proc = subprocess.Popen([sys.executable, "-c", "from soberan.cli import app; app()", "curate", "-w",
-                             str(ws_root), "--workers", "2"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    done = ws_root / "work" / "curate" / "pass0" / "done"
-    deadline = time.monotonic() + 120
-    while not (done.exists() and any(done.glob("*.json"))):
-        assert proc.poll() is None, "the run ended before it could be killed"
-        assert time.monotonic() < deadline
-        time.sleep(0.005)
+    ref, ws_root = _reference_and_copy(tmp_path, seed=4)
+    proc = _start_and_wait_for(ws_root, 2, ws_root / "work" / "curate" / "pass0" / "done")
     family = psutil.Process(proc.pid).children(recursive=True)
     assert len(family) >= 3  # resource tracker, forkserver, workers
     proc.send_signal(signal.SIGKILL)
