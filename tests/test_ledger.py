@@ -74,6 +74,10 @@ def test_decisions_are_batched_idempotent_and_queryable(workspace):
                   "reason": ["12 words < 50", None]})
     led.write_decisions("curate", "shard-0", t)
     led.write_decisions("curate", "shard-0", t)  # a resumed run rewrites, never doubles
+    # what a writer killed mid-write leaves behind is never read as a decision batch
+    from soberan.documents import temp_path
+
+    (temp_path(led.decisions_dir / "curate" / "shard-1.parquet")).write_bytes(b"PAR1")
     con = led.connect()
     assert con.execute("SELECT count(*) FROM decisions").fetchone()[0] == 2
     assert con.execute("SELECT reason FROM decisions WHERE doc_id='d1'").fetchone()[0] == "12 words < 50"

@@ -111,11 +111,19 @@ class HashCache:
         self.dirty = False
 
 
+def temp_path(path: Path) -> Path:
+    """Where to write `path` before renaming it into place. It starts with `.tmp-` (tree hashes
+    and shard listings skip those) and does not end in `.parquet`, so that the file a killed
+    writer leaves behind is never matched by a `*.parquet` glob: DuckDB's, when dedup resolves
+    or the ledger is queried, would fail on it."""
+    return path.with_name(f".tmp-{uuid.uuid4().hex}-{path.name}.part")
+
+
 def write_parquet_atomic(table: pa.Table, path: Path, **kwargs) -> Path:
     """Write a Parquet file so that a reader (or a resumed run) never sees half of it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".tmp-{uuid.uuid4().hex}-{path.name}")
+    tmp = temp_path(path)
     kwargs.setdefault("compression", "zstd")
     pq.write_table(table, tmp, **kwargs)
     os.replace(tmp, path)

@@ -147,8 +147,7 @@ def stream_inputs(plan: Plan, token: dict) -> Iterator[tuple[Item | _End, dict]]
 def resolve(stream: Iterator[tuple[object, object]], opts: ConvertOptions,
             workers: int) -> Iterator[tuple[object, object]]:
     """Finish the Todos of `stream` in order: inline at first, then, for a long source, on a
-    process pool. Not plain fork: the progress display runs a thread, and forking a threaded
-    process can deadlock; forkserver (Linux) pays the interpreter start-up once, not per worker."""
+    process pool (`soberan.pool`: workers fork from a forkserver, not from this threaded process)."""
     todos = 0
     it = iter(stream)
     for item, tok in it:
@@ -161,11 +160,9 @@ def resolve(stream: Iterator[tuple[object, object]], opts: ConvertOptions,
             yield item, tok
     else:
         return
-    import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor
+    from soberan.pool import process_pool
 
-    method = "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
-    ex = ProcessPoolExecutor(workers, mp_context=mp.get_context(method))
+    ex = process_pool(workers)
     pending: deque = deque()  # (future or None, [(item, tok)])
 
     def drain(entry) -> Iterator[tuple[object, object]]:

@@ -49,21 +49,14 @@ class LocalExecutor:
 
     def _get_pool(self):
         if self._pool is None:
-            import multiprocessing as mp
-            from concurrent.futures import ProcessPoolExecutor
+            from soberan.curate.preload import PRELOAD_ENV
+            from soberan.pool import process_pool
 
-            from soberan.curate.preload import PRELOAD_ENV, die_with_parent
-
-            # forkserver: workers fork from a clean server that has imported the steps and warmed
-            # the models once, never from the parent, which may hold DuckDB threads that a fork
-            # would copy mid-lock. The server starts once per parent process, with the
-            # languages of the first run that starts it.
+            # The forkserver imports the steps and warms the models once (soberan.curate.preload);
+            # it learns the languages from the environment, since it takes module names only.
             os.environ[PRELOAD_ENV] = ",".join(self.langs)
-            ctx = mp.get_context("forkserver")
-            ctx.set_forkserver_preload(["soberan.curate.shard", "soberan.curate.dedup",
-                                        "soberan.curate.preload"])
-            self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=ctx,
-                                             initializer=die_with_parent)
+            self._pool = process_pool(self.workers, ["soberan.curate.shard", "soberan.curate.dedup",
+                                                     "soberan.curate.preload"])
         return self._pool
 
     def close(self) -> None:

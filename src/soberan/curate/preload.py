@@ -15,24 +15,6 @@ import os
 PRELOAD_ENV = "SOBERAN_PRELOAD_LANGS"
 
 
-def die_with_parent() -> None:
-    """Ask Linux to kill this process when its parent dies (prctl PR_SET_PDEATHSIG). The
-    forkserver calls it on import, and each pool worker as its initializer: a run killed with
-    SIGKILL then takes its forkserver down, and the forkserver its workers, instead of leaving
-    them idle, each holding a loaded model. Elsewhere a no-op."""
-    import sys
-
-    if not sys.platform.startswith("linux"):
-        return
-    import ctypes
-    import signal
-
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
-    except (OSError, AttributeError):
-        pass
-
-
 def preload(codes: list[str]) -> None:
     from soberan.curate.langid import model
     from soberan.lang import get_pack
@@ -47,7 +29,6 @@ def preload(codes: list[str]) -> None:
             pack.words("preload")  # any text: the first call is what initializes the model
 
 
-die_with_parent()
 try:
     preload([c for c in os.environ.get(PRELOAD_ENV, "").split(",") if c])
 except Exception:  # noqa: BLE001 - an optimization only: a worker loads what it needs itself

@@ -23,7 +23,7 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from soberan.curate.steps import DOC_STEPS, EXTRA_FIELDS, Context, decisions_table, set_column
-from soberan.documents import write_parquet_atomic
+from soberan.documents import temp_path, write_parquet_atomic
 
 
 @dataclass(frozen=True)
@@ -115,7 +115,7 @@ def run_shard(task: ShardTask) -> dict:
     index_parts, sig_parts = [], []
     out = Path(task.output)
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".tmp-{os.getpid()}-{out.name}")
+    tmp = temp_path(out)
     writer = None
     in_row = out_row = 0
     try:
