@@ -3,7 +3,7 @@
 Workers fork from a forkserver (Linux), never from the stage's own process: that process runs a
 progress-display thread and may hold DuckDB threads, and forking a threaded process can copy a
 lock mid-use. The forkserver imports the modules named in `preload` once, and every worker starts
-from it with them loaded. Where there is no forkserver (macOS, Windows) workers are spawned.
+from it with them loaded. Where there is no forkserver (Windows) workers are spawned.
 
 A run killed with SIGKILL takes its forkserver with it, and the forkserver its workers
 (`die_with_parent`), instead of leaving them idle, each holding what it had loaded.
