@@ -372,8 +372,8 @@ def main() -> None:
                     results[side] = r
         print("runs (s): " + "; ".join(f"{k} {', '.join(f'{t:.1f}' for t in v)}" for k, v in times.items()))
         a, b = set(results["soberan"]["kept"]), set(results["datatrove"]["kept"])
-        print(f"\n| pipeline | docs/s | seconds | peak memory, all processes (PSS, MB) | kept | dedup precision | dedup recall "
-              f"| other docs dropped as dups |")
+        print("\n| pipeline | docs/s | seconds | peak memory, all processes (PSS, MB) | kept | dedup precision | dedup recall "
+              "| other docs dropped as dups |")
         print("|---|---|---|---|---|---|---|---|")
         for side in ("soberan", "datatrove"):
             r = results[side]

@@ -213,7 +213,6 @@ def main() -> None:
         fertility.chart(results[bench], work / f"{bench}.png")
 
     names = list(toks)
-    ext = runs[ext_name][0]
     print(f"\nTraining text: {how}; kept after curation (source, lang, docs, chars): {kept}")
     for name, (s, secs) in runs.items():
         print(f"{name}: learned {s.learned_tokens:,} tokens in {secs:.0f}s (unreachable: {s.unreachable})")

@@ -104,10 +104,7 @@ class HashCache:
         if not self.dirty:
             return
         live = {k: v for k, v in self.entries.items() if os.path.exists(k)}
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f".tmp-{os.getpid()}-{self.path.name}")
-        tmp.write_text(json.dumps(live))
-        os.replace(tmp, self.path)
+        write_text_atomic(self.path, json.dumps(live))
         self.dirty = False
 
 
@@ -117,6 +114,17 @@ def temp_path(path: Path) -> Path:
     writer leaves behind is never matched by a `*.parquet` glob: DuckDB's, when dedup resolves
     or the ledger is queried, would fail on it."""
     return path.with_name(f".tmp-{uuid.uuid4().hex}-{path.name}.part")
+
+
+def write_text_atomic(path: Path, text: str) -> Path:
+    """Write a text file (UTF-8) so that a reader, or a run resumed after a kill, sees the old
+    file or the new one, never half of one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_path(path)
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+    return path
 
 
 def write_parquet_atomic(table: pa.Table, path: Path, **kwargs) -> Path:

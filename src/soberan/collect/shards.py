@@ -12,7 +12,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import os
 import re
 import shutil
 import time
@@ -22,7 +21,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from soberan.collect.items import Doc, Reject, Skip
-from soberan.documents import DOC_SCHEMA, doc_id, text_sha256, write_parquet_atomic
+from soberan.documents import DOC_SCHEMA, doc_id, text_sha256, write_parquet_atomic, write_text_atomic
 from soberan.ledger import Ledger
 from soberan.policy import license_allowed
 
@@ -74,10 +73,7 @@ def load_state(raw: Path, name: str) -> SourceState | None:
 
 def save_state(raw: Path, name: str, st: SourceState) -> None:
     p = state_path(raw, name)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(f".tmp-{p.name}")
-    tmp.write_text(json.dumps(asdict(st), ensure_ascii=False, indent=1, sort_keys=True), encoding="utf-8")
-    os.replace(tmp, p)
+    write_text_atomic(p, json.dumps(asdict(st), ensure_ascii=False, indent=1, sort_keys=True))
 
 
 def _numbered(folder: Path, pattern: re.Pattern) -> list[tuple[int, Path]]:

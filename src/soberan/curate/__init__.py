@@ -132,7 +132,7 @@ def run(ws: Workspace, *, executor: str = "local", workers: int | None = None,
     from soberan.curate.executor import executor as make_executor
     from soberan.curate.shard import ShardTask
     from soberan.curate.stats import build_stats, summary_of
-    from soberan.documents import check_shards, shard_paths
+    from soberan.documents import check_shards, shard_paths, write_text_atomic
     from soberan.ui import console, progress
 
     t0 = time.monotonic()
@@ -191,9 +191,7 @@ def run(ws: Workspace, *, executor: str = "local", workers: int | None = None,
     stats = build_stats(work, len(passes), len(inputs), reports, cur.fuzzy_dedup.model_dump())
     if "decontam" in cur.steps:
         stats["decontam_benchmarks"] = _decontam_report(work)
-    tmp = out / ".tmp-stats.json"
-    tmp.write_text(json.dumps(stats, ensure_ascii=False, indent=1))
-    tmp.replace(out / "stats.json")
+    write_text_atomic(out / "stats.json", json.dumps(stats, ensure_ascii=False, indent=1))
     summary = summary_of(stats, len(inputs))
     art = ws.ledger.record_artifact(stage=STAGE, kind="corpus", path=out, inputs=[raw_art["hash"]],
                                     config_hash=config_hash,
@@ -210,15 +208,14 @@ def run(ws: Workspace, *, executor: str = "local", workers: int | None = None,
 def _resolve(pass_dir: Path, steps: list[str], cur, console) -> dict:
     from soberan.curate.dedup import resolve
     from soberan.curate.minhash import MinHashParams
+    from soberan.documents import write_text_atomic
 
     marker = pass_dir / "resolved.json"
     if marker.exists():
         return json.loads(marker.read_text())
     console.print(f"resolving {', '.join(steps)} over the whole corpus (DuckDB)")
     report = resolve(pass_dir, steps, MinHashParams(**cur.fuzzy_dedup.model_dump()), cur.memory_limit)
-    tmp = pass_dir / ".tmp-resolved.json"
-    tmp.write_text(json.dumps(report))
-    tmp.replace(marker)
+    write_text_atomic(marker, json.dumps(report))
     return report
 
 

@@ -17,7 +17,6 @@ Segmentation is the expensive part, so every filter takes an optional precompute
 from __future__ import annotations
 
 import re
-from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache

@@ -23,7 +23,7 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from soberan.curate.steps import DOC_STEPS, EXTRA_FIELDS, Context, decisions_table, set_column
-from soberan.documents import temp_path, write_parquet_atomic
+from soberan.documents import temp_path, write_parquet_atomic, write_text_atomic
 
 
 @dataclass(frozen=True)
@@ -173,10 +173,7 @@ def run_shard(task: ShardTask) -> dict:
     _write_prepared(task, index_parts, sig_parts, params.bands)
     counts = {"task": asdict(task), "rows_in": in_row, "rows_out": out_row, "tally": tally.rows(),
               "seconds": round(time.perf_counter() - t0, 3), "pid": os.getpid()}
-    task.marker.parent.mkdir(parents=True, exist_ok=True)
-    tmp_marker = task.marker.with_name(f".tmp-{task.marker.name}")
-    tmp_marker.write_text(json.dumps(counts, ensure_ascii=False))
-    os.replace(tmp_marker, task.marker)
+    write_text_atomic(task.marker, json.dumps(counts, ensure_ascii=False))
     return counts
 
 

@@ -6,14 +6,13 @@ import datetime as dt
 import hashlib
 import json
 import math
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from soberan.config import ConfigError
-from soberan.documents import file_sha256
+from soberan.documents import file_sha256, write_text_atomic
 from soberan.evaluate import CONFIG_SECTIONS, EvalSummary
 from soberan.evaluate.config import BenchmarkSpec
 from soberan.evaluate.specs import (Item, Rejected, continuations, fewshot_examples, fewshot_prefix,
@@ -169,10 +168,7 @@ def _set_record(sd: SetData, s) -> dict:
 
 
 def _write_json(path: Path, obj) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".tmp-{path.name}")
-    tmp.write_text(json.dumps(obj, ensure_ascii=False, indent=1, default=float), encoding="utf-8")
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(obj, ensure_ascii=False, indent=1, default=float))
 
 
 def evaluate(ws, *, models: list[str | Path] | None = None, sets: list[str] | None = None,

@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from soberan.documents import write_text_atomic
 from soberan.workspace import Workspace
 
 
@@ -30,14 +29,6 @@ class ReportSummary:
     croissant: Path | None
     ledger_ok: bool
     takedowns: int
-
-
-def _write(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".tmp-{uuid.uuid4().hex}-{path.name}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-    return path
 
 
 def takedown_facts(ws: Workspace) -> list[dict]:
@@ -277,13 +268,13 @@ def run(ws: Workspace, *, license: str | None = None) -> ReportSummary:
 
     s = ReportSummary(
         folder=out,
-        html=_write(out / "index.html", html),
-        json=_write(out / "report.json", json.dumps(f, indent=1, ensure_ascii=False, default=str)),
-        eu_markdown=_write(out / "eu_training_summary.md", eu_markdown(f["eu_summary"])),
-        eu_json=_write(out / "eu_training_summary.json",
+        html=write_text_atomic(out / "index.html", html),
+        json=write_text_atomic(out / "report.json", json.dumps(f, indent=1, ensure_ascii=False, default=str)),
+        eu_markdown=write_text_atomic(out / "eu_training_summary.md", eu_markdown(f["eu_summary"])),
+        eu_json=write_text_atomic(out / "eu_training_summary.json",
                        json.dumps(f["eu_summary"], indent=1, ensure_ascii=False, default=str)),
-        model_card=_write(out / "model_card" / "README.md", card),
-        croissant=_write(out / "croissant.json", json.dumps(cro, indent=1, ensure_ascii=False)) if cro else None,
+        model_card=write_text_atomic(out / "model_card" / "README.md", card),
+        croissant=write_text_atomic(out / "croissant.json", json.dumps(cro, indent=1, ensure_ascii=False)) if cro else None,
         ledger_ok=f["ledger"]["ok"], takedowns=len(f["takedowns"]))
     used = [a for a in ws.ledger.artifacts() if a["stage"] != "report"]
     ws.ledger.record_artifact(

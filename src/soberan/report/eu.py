@@ -218,7 +218,7 @@ def eu_markdown(s: dict) -> str:
          "### 2.3 Data crawled and scraped from online sources", ""]
     c = d["crawled_data"]
     if c["used"]:
-        L += [f"- **Crawlers:** " + "; ".join(f"`{x.get('user_agent')}` (source {x['source']})" for x in c["crawlers"]),
+        L += ["- **Crawlers:** " + "; ".join(f"`{x.get('user_agent')}` (source {x['source']})" for x in c["crawlers"]),
               f"- **Purpose:** {c['purpose']}", f"- **Behaviour:** {c['behaviour']}",
               f"- **Collection period:** {(c['collection_period'] or {}).get('from')} to "
               f"{(c['collection_period'] or {}).get('to')}",

@@ -29,7 +29,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from soberan.documents import shard_paths, text_sha256, write_parquet_atomic
+from soberan.documents import shard_paths, text_sha256, write_parquet_atomic, write_text_atomic
 
 FORMAT = 1
 COLUMNS = ["id", "text", "source", "license", "jurisdiction", "lang"]
@@ -200,9 +200,7 @@ def _read_json(p: Path) -> dict | None:
 
 
 def _write_json(p: Path, obj: dict) -> None:
-    tmp = p.with_name(f".tmp-{p.name}")
-    tmp.write_text(json.dumps(obj, indent=1, sort_keys=True))
-    os.replace(tmp, p)
+    write_text_atomic(p, json.dumps(obj, indent=1, sort_keys=True))
 
 
 def _tokenize(tokenizer, texts: list[str]) -> list[list[int]]:
