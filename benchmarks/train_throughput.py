@@ -5,8 +5,9 @@
 
 The model is what `soberan train` builds from scratch (`soberan.train.model`: one depth dial,
 width 64·depth, heads of 128, SwiGLU), trained the way the train stage trains it: bf16 autocast
-over fp32 master weights, SDPA attention (FlashAttention kernels on Hopper), fused AdamW. Needs
-only torch, transformers and numpy: no pydantic, typer or duckdb, so it runs on a bare GPU box.
+over fp32 master weights, SDPA attention (`causal_sdpa`, so that the causal kernels run under
+`torch.compile`; see `soberan.train.model.register_causal_sdpa`), fused AdamW. Needs only torch,
+transformers and numpy: no pydantic, typer or duckdb, so it runs on a bare GPU box.
 
 MFU counts 6·N FLOPs per token for the matmul weights plus attention (PaLM, appendix B) against
 the device's dense bf16 peak (H100/H200 SXM: 989 TFLOP/s); on a CPU the peak is an estimate from
@@ -20,7 +21,8 @@ import time
 
 import torch
 
-from soberan.train.model import build_model, device_name, flops_per_token, llama_config, mfu, peak_flops
+from soberan.train.model import (build_model, device_name, flops_per_token, llama_config, mfu, peak_flops,
+                                 register_causal_sdpa)
 
 
 def main() -> None:
@@ -35,8 +37,17 @@ def main() -> None:
     ap.add_argument("--tie", action="store_true", help="tie input and output embeddings")
     ap.add_argument("--dtype", choices=["bf16", "fp32"], default="bf16" if cuda else "fp32")
     ap.add_argument("--compile", action="store_true", help="torch.compile the model")
-    ap.add_argument("--attn", default="sdpa", help="attention implementation (sdpa, eager, flash_attention_2)")
+    ap.add_argument("--attn", default="causal_sdpa",
+                    help="attention implementation (causal_sdpa, sdpa, eager, flash_attention_2)")
+    ap.add_argument("--sdpa-backend", choices=["auto", "flash", "cudnn", "efficient"], default="auto",
+                    help="the only SDPA kernel allowed (auto: torch's own choice)")
+    ap.add_argument("--profile", metavar="FILE", help="profile 3 more steps; write the kernels by GPU time here")
     args = ap.parse_args()
+    register_causal_sdpa()
+    if args.sdpa_backend != "auto":
+        for name in ("flash", "cudnn", "mem_efficient", "math"):
+            on = name == args.sdpa_backend or (name == "mem_efficient" and args.sdpa_backend == "efficient")
+            getattr(torch.backends.cuda, f"enable_{name}_sdp")(on)
 
     device = torch.device("cuda" if cuda else "cpu")
     if cuda:
@@ -77,11 +88,23 @@ def main() -> None:
     fpt = flops_per_token(cfg, args.seq_len)
     peak, where = peak_flops(device)
     m = mfu(tps, fpt, peak)
+    if args.profile:
+        from torch.profiler import ProfilerActivity, profile
+
+        acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+        with profile(activities=acts) as prof:
+            for i in range(3):
+                step(i)
+            sync()
+        key = "self_device_time_total" if cuda else "self_cpu_time_total"
+        with open(args.profile, "w") as f:
+            f.write(prof.key_averages().table(sort_by=key, row_limit=40, max_name_column_width=90))
     mem = f", peak memory {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB" if cuda else ""
     print(f"model: depth {args.depth}, width {cfg.hidden_size}, heads {cfg.num_attention_heads}, "
           f"{n_params / 1e6:.1f}M parameters, vocab {cfg.vocab_size}, tied {args.tie}")
     print(f"run: seq_len {args.seq_len}, batch {args.batch}, {args.dtype}, attn {args.attn}, "
-          f"compile {args.compile}, {args.steps} steps in {dt:.2f}s, loss {float(loss):.3f}{mem}")
+          f"sdpa kernels {args.sdpa_backend}, compile {args.compile}, {args.steps} steps in {dt:.2f}s, "
+          f"loss {float(loss):.3f}{mem}")
     print(f"flops/token {fpt / 1e9:.2f} GFLOP, peak {peak / 1e12 if peak else float('nan'):.1f} TFLOP/s ({where})")
     print(f"tokens_per_s: {tps:.1f} mfu: {f'{m:.4f}' if m is not None else 'n/a'} device: {device_name(device)}")
 

@@ -402,6 +402,67 @@ def test_run_records_model_heldout_and_token_shares(tiny_ws):
     assert led.verify() == []
 
 
+def _sdpa_calls(model, **inputs) -> tuple[float, list[tuple[bool, bool]]]:
+    """The loss of a compiled forward, and (mask given, is_causal) for each SDPA call in its graph."""
+    calls = []
+
+    def backend(gm, example_inputs):
+        calls.extend((n.kwargs.get("attn_mask") is not None, n.kwargs.get("is_causal"))
+                     for n in gm.graph.nodes if "scaled_dot_product" in str(n.target))
+        return gm.forward
+
+    torch._dynamo.reset()
+    return float(torch.compile(model, backend=backend)(**inputs).loss), calls
+
+
+def test_causal_sdpa_keeps_the_causal_kernel_when_compiled():
+    from soberan.train.model import build_model, llama_config, register_causal_sdpa
+
+    model = build_model(llama_config(2, 300, 32), seed=0)
+    model.config.use_cache = False
+    x = torch.randint(0, 300, (2, 32), generator=torch.Generator().manual_seed(0))
+    padded = torch.ones_like(x)
+    padded[0, :7] = 0
+    eager = float(model(input_ids=x, labels=x).loss)
+    eager_padded = float(model(input_ids=x, attention_mask=padded, labels=x).loss)
+    # transformers, compiling, cannot rule out packed rows and hands SDPA a full mask ...
+    loss, calls = _sdpa_calls(model, input_ids=x, labels=x)
+    assert calls and all(masked for masked, _ in calls) and loss == pytest.approx(eager, abs=1e-5)
+    # ... which causal_sdpa leaves out, so the causal kernels run: same loss.
+    model.set_attn_implementation(register_causal_sdpa())
+    loss, calls = _sdpa_calls(model, input_ids=x, labels=x)
+    assert calls and all(c == (False, True) for c in calls) and loss == pytest.approx(eager, abs=1e-5)
+    # Padding still gets its mask.
+    loss, calls = _sdpa_calls(model, input_ids=x, attention_mask=padded, labels=x)
+    assert calls and all(masked for masked, _ in calls) and loss == pytest.approx(eager_padded, abs=1e-5)
+
+
+def test_compiled_run_trains_the_same_model_and_saves_plain_weights(tiny_ws):
+    from typer.testing import CliRunner
+
+    from soberan.cli import app
+
+    from torch._dynamo.utils import counters
+
+    final = tiny_ws.root / "model" / "final"
+    runs = {}
+    for backend in ("off", "aot_eager"):
+        reopen(tiny_ws, f'compile = "{backend}"')
+        torch._dynamo.reset()
+        counters.clear()
+        r = CliRunner().invoke(app, ["train", "-w", str(tiny_ws.root), "--max-steps", "3", "--no-resume"])
+        assert r.exit_code == 0, r.output
+        assert bool(counters["stats"]["unique_graphs"]) == (backend != "off")  # dynamo did trace it
+        assert tiny_ws.ledger.latest_artifact("train", "model")["meta"]["compile"] == backend
+        metrics = [json.loads(x) for x in (tiny_ws.root / "model" / "metrics.jsonl").read_text().splitlines()]
+        runs[backend] = (weights(final), metrics[-1])
+    (eager, m_eager), (compiled, m_compiled) = runs["off"], runs["aot_eager"]
+    assert sorted(compiled) == sorted(eager)  # no `_orig_mod.` prefix: transformers loads it as is
+    assert all(torch.allclose(compiled[k], eager[k], atol=1e-5) for k in eager)
+    assert m_compiled["loss"] == pytest.approx(m_eager["loss"], abs=1e-4)
+    assert m_compiled["bpb"] == pytest.approx(m_eager["bpb"], abs=1e-4)
+
+
 def test_replay_file_gets_its_share_and_policy_is_enforced(tiny_ws):
     from soberan.policy import PolicyError
     from soberan.train import run

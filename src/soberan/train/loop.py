@@ -28,7 +28,8 @@ import torch
 
 from soberan.bpb import bits_per_byte
 from soberan.train.mix import DataExhausted
-from soberan.train.model import flops_per_token, freeze_for_embedding_stage, mfu, peak_flops, unfreeze
+from soberan.train.model import (flops_per_token, freeze_for_embedding_stage, mfu, peak_flops, register_causal_sdpa,
+                                 unfreeze)
 
 STATE = "training_state.pt"
 
@@ -54,6 +55,10 @@ class LoopSpec:
     keep_checkpoints: int = 2
     tensorboard: bool = True
     bpb_max_length: int = 512
+    # A torch.compile backend ("inductor"), or None. The loop compiles the prepared (wrapped)
+    # model itself, as accelerate's dynamo option would, because accelerate keeps its options in
+    # a process-wide state that the first run of a `soberan build` would fix for the others.
+    compile: str | None = None
 
 
 @dataclass
@@ -98,9 +103,21 @@ def _sharded(accelerator) -> bool:
     return accelerator.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED)
 
 
+def _compiled(model, backend: str | None):
+    return torch.compile(model, backend=backend) if backend else model
+
+
+def uncompiled(model):
+    """The prepared model without its `torch.compile` wrapper (DDP and FSDP wrappers stay): what
+    evaluation runs, since its padded batches of other shapes would each compile a new graph,
+    and what saving reads, since the wrapper prefixes every weight's name with `_orig_mod.`."""
+    return getattr(model, "_orig_mod", model)
+
+
 def save_hf(model, tokenizer, target: Path, accelerator) -> None:
     """The model (or a peft adapter), its generation config and tokenizer, as transformers and
     vLLM load them."""
+    model = uncompiled(model)
     state = accelerator.get_state_dict(model)
     unwrapped = accelerator.unwrap_model(model)
     if accelerator.is_main_process:
@@ -203,7 +220,12 @@ def train_loop(accelerator, model, tokenizer, sampler, collate: Callable, spec: 
                          "run it with DDP (it trains only the embeddings), then the full stage with FSDP "
                          "from its checkpoint as base_model")
     handles = freeze_for_embedding_stage(raw, spec.first_new_id) if staged and step < spec.embed_stage_steps else []
+    if spec.compile and getattr(raw.config, "_attn_implementation", None) == "sdpa":
+        # Compiled, transformers would hand SDPA a materialized causal mask and lose the
+        # FlashAttention/cuDNN kernels (see register_causal_sdpa); our rows need none.
+        raw.set_attn_implementation(register_causal_sdpa())
     model, optimizer = accelerator.prepare(raw, optimizer)
+    model = _compiled(model, spec.compile)
     if resume is not None and resume["optimizer"] is None:
         accelerator.load_state(str(resume["dir"] / "sharded"))
 
@@ -224,7 +246,8 @@ def train_loop(accelerator, model, tokenizer, sampler, collate: Callable, spec: 
     def evaluate() -> dict[str, float]:
         # Windows of the trained context length: a RoPE model scored past it measures
         # extrapolation, not what it learned.
-        return {lang: round(bits_per_byte(model, tokenizer, texts, max_length=min(spec.bpb_max_length, spec.seq_len)), 5)
+        m, length = uncompiled(model), min(spec.bpb_max_length, spec.seq_len)
+        return {lang: round(bits_per_byte(m, tokenizer, texts, max_length=length), 5)
                 for lang, texts in heldout.items() if texts}
 
     def log(rec: dict) -> None:
@@ -281,7 +304,7 @@ def train_loop(accelerator, model, tokenizer, sampler, collate: Callable, spec: 
             # Stage two: the whole model learns. The process wrapper is rebuilt because the set
             # of parameters that need gradients changed (DDP fixes it when it wraps).
             unfreeze(raw, handles)
-            model = accelerator.prepare_model(raw)
+            model = _compiled(accelerator.prepare_model(raw), spec.compile)
             if console and main:
                 console.print(f"step {step}: embedding stage done; training the whole model")
         try:

@@ -77,6 +77,46 @@ def build_model(config, seed: int = 0, attn_implementation: str = "sdpa"):
                                          dtype=torch.float32)
 
 
+CAUSAL_SDPA = "causal_sdpa"
+
+
+def register_causal_sdpa() -> str:
+    """Register `attn_implementation="causal_sdpa"`: SDPA that lets its causal kernels run under
+    `torch.compile`, as they do without it. Returns the name.
+
+    Without padding, transformers hands SDPA `is_causal=True` and no mask, so that the
+    FlashAttention (or cuDNN) kernel runs. While compiling it cannot look at the data, so it must
+    assume the position ids may mark several documents packed in one row ("padding-free"
+    packing) and builds a (batch, 1, T, T) mask; a masked SDPA falls back to the slower
+    memory-efficient kernel and reads that mask in every layer. Pretraining here packs documents
+    into rows separated by EOS, every row one causal stream, so the mask is the plain causal one:
+    with no padding mask and no cache this returns none, the eager path's answer. Anything else
+    (padding, a cache, a sliding window) goes to transformers' own SDPA mask. The attention
+    function is transformers' SDPA itself. Not for models that add mask rules of their own
+    (vision-language models); the name is not saved in a checkpoint's config.
+    """
+    from transformers import AttentionInterface
+    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, AttentionMaskInterface
+    from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
+
+    sdpa_mask = ALL_MASK_ATTENTION_FUNCTIONS["sdpa"]
+
+    def causal_sdpa_mask(*args, **kwargs):
+        q_len = kwargs.get("q_length")
+        if q_len is None and kwargs.get("cache_position") is not None:  # older transformers
+            q_len = kwargs["cache_position"].shape[0]
+        kv_offset = kwargs.get("kv_offset", 0)
+        if (not args and kwargs.get("attention_mask") is None and kwargs.get("local_size") is None
+                and isinstance(kv_offset, int) and kv_offset == 0 and q_len is not None
+                and q_len == kwargs.get("kv_length")):
+            return None
+        return sdpa_mask(*args, **kwargs)
+
+    AttentionInterface.register(CAUSAL_SDPA, ALL_ATTENTION_FUNCTIONS["sdpa"])
+    AttentionMaskInterface.register(CAUSAL_SDPA, causal_sdpa_mask)
+    return CAUSAL_SDPA
+
+
 # --- FLOPs and MFU ----------------------------------------------------------------------------
 
 def flops_per_token(config, seq_len: int) -> float:

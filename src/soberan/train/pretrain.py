@@ -185,6 +185,15 @@ def accelerator_for(precision: str):
                        cpu=not torch.cuda.is_available())
 
 
+def compile_backend(setting: str) -> str | None:
+    """The torch.compile backend for `[train] compile`, or None to run eager."""
+    import torch
+
+    if setting == "auto":
+        return "inductor" if torch.cuda.is_available() else None
+    return None if setting == "off" else setting
+
+
 # --- the run ----------------------------------------------------------------------------------
 
 @dataclass
@@ -334,7 +343,7 @@ def pretrain(ws: Workspace, *, corpus_dir=None, tokenizer_dir=None, output_dir=N
                     embed_stage_steps=s.embed_stage_steps if first_new is not None else 0,
                     first_new_id=first_new, eval_every=s.eval_every, log_every=s.log_every,
                     checkpoint_every=s.checkpoint_every, keep_checkpoints=s.keep_checkpoints,
-                    tensorboard=s.tensorboard)
+                    tensorboard=s.tensorboard, compile=compile_backend(s.compile))
 
     def on_checkpoint(step: int, path: Path) -> None:
         ws.ledger.record_event("train_tokens", output=ws.ledger.rel(out), step=step, role=inp.role,
@@ -361,6 +370,7 @@ def pretrain(ws: Workspace, *, corpus_dir=None, tokenizer_dir=None, output_dir=N
                 "base_model": inp.base_model, "tokenizer": ws.ledger.rel(inp.tok_dir),
                 "corpus": ws.ledger.rel(inp.corpus), "replay": s.replay_source or s.replay_path,
                 "stopped": res.stopped, "world_size": world, "distributed": acc.distributed_type.value,
+                "compile": spec.compile or "off",
                 "last": res.last}
         ws.ledger.record_event("train_tokens", output=ws.ledger.rel(out), step=res.steps, role=inp.role,
                                final=True, token_shares=shares)
