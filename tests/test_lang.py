@@ -122,6 +122,18 @@ def test_hangul_jamo_composition_and_width():
     assert ko.words(conjoining) == ko.words("한국어")
 
 
+def test_korean_repeated_lines_are_segmented_once_with_the_same_morphemes():
+    from soberan.lang import ko as ko_mod
+
+    heading, body = "제1조(목적) 이 법은 국민의 권리를 보장함을 목적으로 한다.", "대통령은 국가의 원수이다."
+    text = "\n".join([heading, body, heading, "x" * (ko_mod.MEMO_MAX_LINE + 1), heading])
+    fresh = [t for line in text.split("\n") for t in ko_mod._segment(line)]  # Kiwi, no memo
+    ko_mod._line_words.cache_clear()
+    assert ko_mod.words(text) == fresh
+    info = ko_mod._line_words.cache_info()
+    assert (info.hits, info.misses) == (2, 2)  # the heading twice from the memo; the long line not kept
+
+
 def test_arabic_normalization():
     from soberan.lang.ar import fold
 
