@@ -90,8 +90,8 @@ def register_causal_sdpa() -> str:
     packing) and builds a (batch, 1, T, T) mask; SDPA given a mask leaves its causal kernels and
     reads the mask in every layer (19% of the tokens/s on an H100, docs/train.md). Pretraining
     here packs documents into rows separated by EOS, every row one causal stream, so the mask is
-    the plain causal one:
-    with no padding mask and no cache this returns none, the eager path's answer. Anything else
+    the plain causal one: with no padding mask and no cache this returns none, the eager path's
+    answer. Anything else
     (padding, a cache, a sliding window) goes to transformers' own SDPA mask. The attention
     function is transformers' SDPA itself. Not for models that add mask rules of their own
     (vision-language models); the name is not saved in a checkpoint's config.
