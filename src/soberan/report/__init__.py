@@ -272,9 +272,10 @@ def run(ws: Workspace, *, license: str | None = None) -> ReportSummary:
         json=write_text_atomic(out / "report.json", json.dumps(f, indent=1, ensure_ascii=False, default=str)),
         eu_markdown=write_text_atomic(out / "eu_training_summary.md", eu_markdown(f["eu_summary"])),
         eu_json=write_text_atomic(out / "eu_training_summary.json",
-                       json.dumps(f["eu_summary"], indent=1, ensure_ascii=False, default=str)),
+                                  json.dumps(f["eu_summary"], indent=1, ensure_ascii=False, default=str)),
         model_card=write_text_atomic(out / "model_card" / "README.md", card),
-        croissant=write_text_atomic(out / "croissant.json", json.dumps(cro, indent=1, ensure_ascii=False)) if cro else None,
+        croissant=write_text_atomic(out / "croissant.json",
+                                    json.dumps(cro, indent=1, ensure_ascii=False)) if cro else None,
         ledger_ok=f["ledger"]["ok"], takedowns=len(f["takedowns"]))
     used = [a for a in ws.ledger.artifacts() if a["stage"] != "report"]
     ws.ledger.record_artifact(
