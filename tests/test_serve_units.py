@@ -4,6 +4,7 @@ validation, the offline guard. The running server is tested in test_serve.py."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import re
 import subprocess
@@ -292,8 +293,12 @@ def test_audit_content_modes():
 
     text = "제 전화번호는 010-1234-5678 이고 메일은 hong@example.kr 입니다"
     assert content_recorder("omit", ["ko"])(text) == {}
-    h = content_recorder("hash", ["ko"])(text)["sha256"]
-    assert len(h) == 64 and h != content_recorder("hash", ["ko"])(text + " ")["sha256"]
+    keyed = content_recorder("hash", ["ko"], b"k" * 32)
+    h = keyed(text)["hmac_sha256"]
+    assert len(h) == 64 and h != keyed(text + " ")["hmac_sha256"]
+    # keyed: a guess hashed without the workspace's secret does not match
+    assert h != hashlib.sha256(text.encode()).hexdigest()
+    assert h != content_recorder("hash", ["ko"], b"j" * 32)(text)["hmac_sha256"]
     red = content_recorder("redact", ["ko"])(text)
     assert "010-1234-5678" not in red["text"] and "hong@example.kr" not in red["text"]
     assert red["redacted"] and "전화번호" in red["text"]
@@ -360,3 +365,67 @@ def test_outbound_guard_refuses_internet_but_not_loopback():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.count("refused") == 2 and "93.184.216.34" in out.stdout and "example.org" in out.stdout
+
+
+# --- the audit log under attack -------------------------------------------------------------
+
+def test_audit_secret_and_log_are_owner_only(tmp_path):
+    from soberan.serve.audit import audit_secret
+
+    log = _audit_with(tmp_path, 2)
+    secret = audit_secret(tmp_path / "serve")
+    assert len(secret) == 32 and audit_secret(tmp_path / "serve") == secret
+    for p in (log.records_path, log.head_path, tmp_path / "serve" / "audit.secret"):
+        assert p.stat().st_mode & 0o777 == 0o600, p
+
+
+def test_torn_audit_tail_is_recovered_for_verify_keys_list_and_serve(tmp_path):
+    from typer.testing import CliRunner
+
+    from soberan.cli import app
+    from soberan.serve.audit import AuditLog
+    from soberan.workspace import init_workspace
+
+    init_workspace(tmp_path / "ws", lang="ko", jurisdiction="KR", name="t")
+    log = _audit_with(tmp_path / "ws", 6)
+    with open(log.records_path, "r+b") as f:  # `truncate -s -100 serve/audit.jsonl`
+        f.truncate(log.records_path.stat().st_size - 100)
+    runner = CliRunner()
+    listed = runner.invoke(app, ["keys", "list", "-w", str(tmp_path / "ws")])
+    assert listed.exit_code == 0, listed.output
+    ok = runner.invoke(app, ["audit", "verify", "-w", str(tmp_path / "ws")])
+    assert ok.exit_code == 0 and "torn" in ok.output and "audit.jsonl.torn-" in ok.output, ok.output
+    again = AuditLog(tmp_path / "ws" / "serve")
+    assert again.tokens_by_key() == {"k": 0 + 1 + 2 + 3 + 4 + 5}  # the five whole records
+    assert again.verify() == []
+
+
+@pytest.mark.parametrize("attack", ["cut_and_rewrite_head", "edit_and_rehash", "delete_both"])
+def test_audit_history_cannot_be_rewritten_undetected(tmp_path, attack):
+    from soberan.ledger import record_hash
+
+    log = _audit_with(tmp_path, 120)
+    lines = log.records_path.read_text().splitlines()
+    if attack == "delete_both":
+        log.records_path.unlink()
+        log.head_path.unlink()
+    else:
+        if attack == "cut_and_rewrite_head":
+            lines, start = lines[:-5], len(lines)
+        else:
+            rec = json.loads(lines[100])
+            rec["status"] = 403
+            lines[100] = json.dumps(rec)
+            start = 100
+        prev = json.loads(lines[start - 1])["hash"] if start <= len(lines) else None
+        for i in range(min(start, len(lines)), len(lines)):
+            rec = json.loads(lines[i])
+            rec["prev"] = prev
+            rec["hash"] = prev = record_hash(rec)
+            lines[i] = json.dumps(rec, sort_keys=True)
+        log.records_path.write_text("\n".join(lines) + "\n")
+        last = json.loads(lines[-1])
+        log.head_path.write_text(f"{last['seq']} {last['hash']}\n")
+    problems = [str(p) for p in log.verify()]
+    assert problems, attack
+    assert any(w in p for p in problems for w in ("cut", "rewritten", "deleted")), problems

@@ -52,7 +52,7 @@ def choose_backend(settings: ServeSettings) -> str:
 def build_server(ws, settings: ServeSettings, model: Path | None = None):
     """Load the model and assemble everything the app needs (not yet listening)."""
     from soberan.serve.app import Server
-    from soberan.serve.audit import AuditLog, content_recorder
+    from soberan.serve.audit import AuditLog, audit_secret, content_recorder
     from soberan.serve.keys import KeyStore, Quotas, keys_path
     from soberan.serve.model import load_transformers, resolve_model
     from soberan.serve.offline import go_offline
@@ -62,9 +62,13 @@ def build_server(ws, settings: ServeSettings, model: Path | None = None):
     source = resolve_model(ws, model)
     serve_dir = ws.stage_dir("serve")
     audit = AuditLog(serve_dir)
-    for problem in audit.verify():
+    for problem in audit.verify():  # recovers a torn last line first: never fatal
         console.print(f"[red]warning: audit log[/red] {problem} (see `soberan audit verify`)")
-    record = content_recorder(settings.audit_content, ws.config.project.languages)
+    for e in audit.torn_events():
+        console.print(f"[yellow]audit log[/yellow]: record {e['seq']} recovered a torn last line, "
+                      f"kept in {audit.records_path.with_name(e['kept_aside'])}")
+    record = content_recorder(settings.audit_content, ws.config.project.languages,
+                              audit_secret(serve_dir))
     backend_name = choose_backend(settings)
     loaded = load_transformers(source.path, quantize=settings.quantize, threads=settings.threads,
                                context_length=settings.context_length,

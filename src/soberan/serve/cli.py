@@ -106,6 +106,9 @@ def audit_verify(workspace: Path = WS) -> None:
         log = AuditLog(Workspace.open(workspace).stage_dir("serve"))
         problems = log.verify()
     n = len(log.records()) if log.records_path.exists() else 0
+    if n or problems:
+        for note in log.notes():
+            console.print(f"[yellow]•[/yellow] {note}")
     if problems:
         for p in problems:
             console.print(f"[red]✗[/red] {p}")
