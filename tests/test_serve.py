@@ -518,3 +518,9 @@ def test_serve_command_runs_locked_down(served, tiny, tmp_path):
         out = proc.communicate(timeout=30)[0]
     assert "serving model" in out and f"127.0.0.1:{port}" in out
     assert "request(s) audited" in out  # it shut down cleanly on SIGTERM
+    # which egress protection was in force is said, and recorded in the ledger
+    assert "egress guard:" in out
+    event = [e for e in served.ws.ledger.records("event") if e.get("event") == "serve"][-1]
+    assert event["egress"] in out
+    if os.geteuid() == 0:
+        assert "network namespace" in event["egress"]

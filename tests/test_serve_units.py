@@ -429,3 +429,125 @@ def test_audit_history_cannot_be_rewritten_undetected(tmp_path, attack):
     problems = [str(p) for p in log.verify()]
     assert problems, attack
     assert any(w in p for p in problems for w in ("cut", "rewritten", "deleted")), problems
+
+
+# --- the egress guard: every path out, refused before the system call --------------------------
+
+_EGRESS = r"""
+import json, socket
+from soberan.serve.offline import refuse_outbound
+srv = socket.socket(); srv.bind(("127.0.0.1", 0)); srv.listen()
+udp_local = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); udp_local.bind(("127.0.0.1", 0))
+refuse_outbound()
+def udp():
+    return socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+def udp6():
+    return socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+probes = {
+    "gethostbyname": lambda: socket.gethostbyname("example.com"),
+    "gethostbyname_ex": lambda: socket.gethostbyname_ex("example.com"),
+    "getaddrinfo": lambda: socket.getaddrinfo("example.com", 443),
+    "getaddrinfo_x.localhost": lambda: socket.getaddrinfo("x.localhost", 80),
+    "gethostbyname_x.localhost": lambda: socket.gethostbyname("evil.localhost"),
+    "gethostbyaddr": lambda: socket.gethostbyaddr("1.1.1.1"),
+    "getnameinfo": lambda: socket.getnameinfo(("1.1.1.1", 53), 0),
+    "udp_sendto": lambda: udp().sendto(b"\x00" * 12, ("1.1.1.1", 53)),
+    "udp_sendto_v4mapped": lambda: udp6().sendto(b"\x00" * 12, ("::ffff:1.1.1.1", 53)),
+    "udp_sendto_name": lambda: udp().sendto(b"\x00" * 12, ("example.com", 53)),
+    "udp_sendmsg_name": lambda: udp().sendmsg([b"\x00" * 12], [], 0, ("example.com", 53)),
+    "udp_sendmsg": lambda: udp().sendmsg([b"\x00" * 12], [], 0, ("1.1.1.1", 53)),
+    "udp_connect": lambda: udp().connect(("1.1.1.1", 53)),
+    "tcp_connect": lambda: socket.socket().connect(("93.184.216.34", 80)),
+    "tcp_connect_ex": lambda: socket.socket().connect_ex(("93.184.216.34", 80)),
+    "tcp_connect_name": lambda: socket.socket().connect(("example.org", 80)),
+    "create_connection": lambda: socket.create_connection(("example.org", 80), timeout=2),
+    "raw_socket": lambda: socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP),
+    # what must keep working
+    "ok_loopback_tcp": lambda: socket.create_connection(srv.getsockname(), timeout=2).close(),
+    "ok_localhost_lookup": lambda: socket.getaddrinfo("localhost", 80),
+    "ok_loopback_udp": lambda: udp().sendto(b"x", udp_local.getsockname()),
+    "ok_ip_literal_lookup": lambda: socket.getaddrinfo("10.1.2.3", 80, type=socket.SOCK_STREAM),
+}
+out = {}
+for name, probe in probes.items():
+    try:
+        probe()
+        out[name] = "ok"
+    except PermissionError as e:
+        out[name] = "refused: " + str(e)
+    except OSError as e:
+        out[name] = "oserror: " + type(e).__name__ + " " + str(e)
+print(json.dumps(out))
+"""
+
+
+@pytest.fixture(scope="module")
+def egress_probes():
+    """Run every probe in a child process (an audit hook cannot be removed). Where user
+    namespaces allow, the child also runs in a network namespace with no way out, so that a
+    hole in the guard shows as an OSError, never as a packet on the wire."""
+    import shutil as _shutil
+
+    prefix = []
+    if _shutil.which("unshare") and subprocess.run(["unshare", "-rn", "true"], capture_output=True).returncode == 0:
+        prefix = ["unshare", "-rn"]
+    out = subprocess.run(prefix + [sys.executable, "-c", _EGRESS], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("probe", [
+    "gethostbyname", "gethostbyname_ex", "getaddrinfo", "getaddrinfo_x.localhost",
+    "gethostbyname_x.localhost", "gethostbyaddr", "getnameinfo", "udp_sendto", "udp_sendto_v4mapped",
+    "udp_sendto_name", "udp_sendmsg_name",
+    "udp_sendmsg", "udp_connect", "tcp_connect", "tcp_connect_ex", "tcp_connect_name",
+    "create_connection", "raw_socket"])
+def test_egress_guard_refuses(egress_probes, probe):
+    assert egress_probes[probe].startswith("refused: soberan refuses"), egress_probes[probe]
+
+
+@pytest.mark.parametrize("probe", ["ok_loopback_tcp", "ok_localhost_lookup", "ok_loopback_udp",
+                                   "ok_ip_literal_lookup"])
+def test_egress_guard_lets_loopback_through(egress_probes, probe):
+    assert not egress_probes[probe].startswith("refused"), egress_probes[probe]
+
+
+def _netns_allowed() -> bool:
+    import shutil as _shutil
+
+    return bool(_shutil.which("unshare")) and subprocess.run(
+        ["unshare", "-rn", "true"], capture_output=True).returncode == 0
+
+
+@pytest.mark.skipif(not _netns_allowed(), reason="no root and no unprivileged user namespaces")
+def test_network_namespace_leaves_only_loopback():
+    """Real isolation, without the audit hook: a connection to another host finds no route,
+    loopback works, and a socket bound before the move still accepts from outside."""
+    code = (
+        "import socket\n"
+        "from soberan.serve.offline import isolate_network\n"
+        "outer = socket.socket(); outer.bind(('127.0.0.1', 0)); outer.listen()\n"
+        "print('mode', isolate_network())\n"
+        "try:\n"
+        "    socket.socket().connect(('192.0.2.1', 9)); print('LEAK')\n"
+        "except OSError as e:\n"
+        "    print('unreachable', e.errno)\n"
+        "inner = socket.socket(); inner.bind(('127.0.0.1', 0)); inner.listen()\n"
+        "socket.create_connection(inner.getsockname(), timeout=2).close(); print('loopback ok')\n"
+        "print('port', outer.getsockname()[1], flush=True)\n"
+        "conn, _ = outer.accept(); conn.sendall(b'hi'); conn.close()\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines = []
+    for line in proc.stdout:
+        lines.append(line.strip())
+        if line.startswith("port"):
+            import socket as _socket
+
+            with _socket.create_connection(("127.0.0.1", int(line.split()[1])), timeout=5) as c:
+                assert c.recv(2) == b"hi"  # the host reaches the server's pre-bound socket
+            break
+    proc.wait(timeout=30)
+    out = "\n".join(lines)
+    assert proc.returncode == 0, proc.stderr.read()
+    assert "network namespace" in out and "unreachable" in out and "LEAK" not in out and "loopback ok" in out

@@ -7,6 +7,7 @@ connection. Guide: docs/serve.md.
 
 from __future__ import annotations
 
+import socket
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,19 +23,69 @@ class ServeSummary:
     requests: int  # audit records written while it ran
 
 
-def settings_for(ws, **overrides) -> ServeSettings:
-    """The `[serve]` section with command-line overrides (None = not given), validated."""
+@dataclass
+class Listener:
+    """The listening socket, opened before the process leaves the host's network, and which
+    egress protection is in force."""
+
+    sock: socket.socket | None
+    egress: str
+
+
+HOOK_ONLY = "Python audit hook (no network namespace)"
+
+
+def open_listener(workspace: Path, **overrides) -> Listener:
+    """Bind the serving socket, then, as `[serve] isolate_network` says, move the process into a
+    network namespace with only loopback (`offline.isolate_network`). Runs before the workspace
+    is opened: that loads pyarrow, whose threads would stay in the host's namespace. The socket
+    stays in the namespace it was bound in, so clients still reach the server."""
+    from soberan.config import CONFIG_NAME, ConfigError, load_config
+    from soberan.serve.offline import isolate_network
+
+    path = Path(workspace).resolve() / CONFIG_NAME
+    if not path.exists():
+        return Listener(None, HOOK_ONLY)  # Workspace.open says what is wrong
+    settings = _validated(load_config(path).serve, overrides)
+    if settings.isolate_network == "off":
+        return Listener(None, HOOK_ONLY)
+    family, kind, proto, _, addr = socket.getaddrinfo(settings.host, settings.port, type=socket.SOCK_STREAM,
+                                                      flags=socket.AI_PASSIVE)[0]
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(addr)
+    except OSError as e:
+        sock.close()
+        raise ConfigError(f"cannot listen on {settings.host}:{settings.port}: {e.strerror}") from None
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    try:
+        return Listener(sock, isolate_network() + " and the Python audit hook")
+    except OSError as e:
+        if settings.isolate_network == "on":
+            sock.close()
+            raise ConfigError(f"isolate_network = \"on\": {e}") from None
+        return Listener(sock, f"{HOOK_ONLY}: {e}")
+
+
+def _validated(section, overrides: dict) -> ServeSettings:
     from pydantic import ValidationError
 
     from soberan.config import ConfigError
 
-    values = ws.config.serve.model_dump()
+    values = section.model_dump()
     values.update({k: v for k, v in overrides.items() if v is not None})
     try:
         return ServeSettings.model_validate(values)
     except ValidationError as e:
         err = e.errors()[0]
         raise ConfigError(f"serve.{'.'.join(map(str, err['loc']))}: {err['msg']}") from None
+
+
+def settings_for(ws, **overrides) -> ServeSettings:
+    """The `[serve]` section with command-line overrides (None = not given), validated."""
+    return _validated(ws.config.serve, overrides)
 
 
 def choose_backend(settings: ServeSettings) -> str:
@@ -92,8 +143,10 @@ def build_server(ws, settings: ServeSettings, model: Path | None = None):
                   owned_by=ws.config.project.provider, quantize=settings.quantize)
 
 
-def run(ws, *, model: Path | None = None, **overrides) -> ServeSummary:
-    """Serve until interrupted; return what was served."""
+def run(ws, *, model: Path | None = None, listener: Listener | None = None, **overrides) -> ServeSummary:
+    """Serve until interrupted; return what was served. `listener` is `open_listener`'s, made
+    before the workspace was opened; without it the server binds its own socket and only the
+    audit hook guards egress."""
     import uvicorn
 
     from soberan.serve.app import create_app
@@ -101,16 +154,18 @@ def run(ws, *, model: Path | None = None, **overrides) -> ServeSummary:
     from soberan.ui import console
 
     settings = settings_for(ws, **overrides)
+    listener = listener or Listener(None, HOOK_ONLY)
     refuse_outbound()
     srv = build_server(ws, settings, model)
     before = len(srv.audit.records())
     url = f"http://{settings.host}:{settings.port}"
     ws.ledger.record_event("serve", model=srv.source.model_id, checkpoint=srv.source.checkpoint,
                            artifact_seq=srv.source.artifact_seq, backend=srv.backend_name,
-                           quantize=settings.quantize, url=url)
+                           quantize=settings.quantize, url=url, egress=listener.egress)
     console.print(f"serving [bold]{srv.source.model_id}[/bold] (checkpoint {srv.source.checkpoint[:16]}, "
                   f"{srv.backend_name}{', int8' if settings.quantize == 'int8' else ''}, "
                   f"max batch {settings.max_batch}) on [bold]{url}[/bold]; chat page at {url}/")
+    console.print(f"egress guard: {listener.egress}")
     if not len(srv.keys):
         console.print("[yellow]no API keys yet[/yellow]: every request will get 401 until you run "
                       f"`soberan keys create NAME -w {ws.root}`")
@@ -125,5 +180,6 @@ def run(ws, *, model: Path | None = None, **overrides) -> ServeSummary:
 
     uvicorn.Server(uvicorn.Config(create_app(srv, on_stop), host=settings.host, port=settings.port,
                                   log_level="warning", access_log=False,
-                                  timeout_graceful_shutdown=5)).run()
+                                  timeout_graceful_shutdown=5)).run(
+        sockets=[listener.sock] if listener.sock else None)
     return summary()

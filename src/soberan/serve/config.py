@@ -21,3 +21,5 @@ class ServeSettings(BaseModel):
     token_budget: int = Field(0, ge=0)  # prompt + completion tokens for a new key; 0 = unlimited
     threads: int = Field(0, ge=0)  # torch CPU threads; 0 = all cores but one (kept for HTTP)
     tensor_parallel: int = Field(0, ge=0)  # vLLM: GPUs to shard over; 0 = all visible GPUs
+    # auto: serve from a network namespace with only loopback when root or user namespaces allow
+    isolate_network: Literal["auto", "on", "off"] = "auto"
