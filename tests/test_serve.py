@@ -51,12 +51,12 @@ class Running:
 def start(ws, model=None, **overrides) -> Running:
     import uvicorn
 
-    from soberan.serve import build_server, settings_for
+    from soberan.serve import build_server, settings_for, uvicorn_config
     from soberan.serve.app import create_app
 
-    srv = build_server(ws, settings_for(ws, **overrides), model)
-    server = uvicorn.Server(uvicorn.Config(create_app(srv), host="127.0.0.1", port=0,
-                                           log_level="warning", access_log=False))
+    settings = settings_for(ws, **overrides)
+    srv = build_server(ws, settings, model)
+    server = uvicorn.Server(uvicorn_config(create_app(srv), settings, host="127.0.0.1", port=0))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.time() + 60
@@ -224,6 +224,165 @@ def test_oversized_bodies_get_413_before_being_read(served):
 
     _is_openai_error(c.post("/v1/completions", content=chunked(), headers={"content-type": "application/json"}),
                      413, "request_too_large")
+
+
+# --- under abuse ------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def strict(served, tiny):
+    """A second server on the same workspace with short deadlines and small caps, so that the
+    limits can be seen in a test's time."""
+    run = start(served.ws, model=tiny, max_batch=2, max_body_bytes=2_000_000, header_timeout_s=0.6,
+                body_timeout_s=0.8, max_connections_per_client=6, unauthenticated_rate_limit=20)
+    run.keys.update(served.keys)
+    yield run
+    run.stop()
+
+
+def _raw_conn(url: str) -> socket.socket:
+    host, port = url.removeprefix("http://").split(":")
+    return socket.create_connection((host, int(port)), timeout=5)
+
+
+def _closed_within(sock: socket.socket, seconds: float) -> bytes:
+    """Read until the server closes the connection; fail if it is still open after `seconds`."""
+    sock.settimeout(seconds)
+    got = b""
+    try:
+        while chunk := sock.recv(4096):
+            got += chunk
+    except socket.timeout:
+        pytest.fail(f"connection still open after {seconds} s (got {got[:80]!r})")
+    return got
+
+
+def test_unauthenticated_noise_is_bounded(strict):
+    log = strict.srv.audit.records_path
+    before = log.stat().st_size if log.exists() else 0
+    n_before = len(strict.srv.audit.records())
+    anon = strict.client(key=None)
+    codes = [anon.get("/v1/" + "x" * 8000).status_code for _ in range(40)]
+    assert codes[:20] == [401] * 20 and set(codes[20:]) == {429}  # then rate-limited per client
+    new = strict.srv.audit.records()[n_before:]
+    mine = [r for r in new if r.get("type") == "request" and r.get("key_id") is None]
+    assert len(mine) <= 5  # the first few, with the path clipped
+    assert all(len(r["route"]) < 300 and "(+" in r["route"] for r in mine)
+    assert log.stat().st_size - before < 5 * 1024  # 40 requests of 8 KB paths: under 5 KB of log
+    aggregate = strict.srv.noise.flush(force=True)  # what the next window (or shutdown) writes
+    assert aggregate["refused"] == 40 - len(mine)
+    assert {(b["status"], b["count"]) for b in aggregate["by_status"]} >= {(429, 20)}
+
+
+def test_tokenizing_happens_off_the_event_loop(strict):
+    """Two clients send 1 MB prompts while /health is probed: it stays fast, and the prompts are
+    refused by size before a tokenizer sees them."""
+    big = {"model": strict.model, "prompt": "가나다 " * 110_000, "max_tokens": 4}  # 1.1 MB of UTF-8
+    results, lat = [], []
+
+    def hammer():
+        with strict.client() as c:
+            for _ in range(2):
+                results.append(c.post("/v1/completions", json=big))
+
+    threads = [threading.Thread(target=hammer) for _ in range(2)]
+    for t in threads:
+        t.start()
+    with strict.client(key=None) as anon:
+        while any(t.is_alive() for t in threads):
+            t0 = time.perf_counter()
+            assert anon.get("/health").status_code == 200
+            lat.append(time.perf_counter() - t0)
+            time.sleep(0.01)
+    for t in threads:
+        t.join()
+    assert [r.status_code for r in results] == [400] * 4
+    assert all(r.json()["error"]["code"] == "context_length_exceeded" for r in results)
+    assert "characters" in results[0].json()["error"]["message"]
+    assert max(lat) < 0.5, f"/health took up to {max(lat):.2f} s"
+
+
+def test_bad_bodies_are_4xx_not_500(strict, capfd):
+    c, m = strict.client(), strict.model
+    r = c.post("/v1/chat/completions", content=b'{"model": "%s", "messages": [{"role": "user", '
+               b'"content": "\\ud800"}]}' % m.encode(), headers={"content-type": "application/json"})
+    _is_openai_error(r, 400, "invalid_value")
+    assert "surrogate" in r.json()["error"]["message"]
+    _is_openai_error(c.post("/v1/completions", content=b"[" * 100_000 + b"]" * 100_000,
+                            headers={"content-type": "application/json"}), 400, "invalid_json")
+    # a client that leaves mid-body: 499 in the audit log, no traceback on the console
+    kid = strict.keys["alice"].split("-")[2].split(".")[0]
+    with _raw_conn(strict.url) as s:
+        s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                  b"Authorization: Bearer " + strict.keys["alice"].encode() +
+                  b"\r\nContent-Length: 5000\r\n\r\n{\"model\": ")
+        time.sleep(0.2)
+    deadline = time.time() + 5
+    while time.time() < deadline:
+        last = [r for r in strict.srv.audit.records() if r.get("key_id") == kid][-1]
+        if last["status"] == 499:
+            break
+        time.sleep(0.05)
+    assert last["status"] == 499 and last["route"] == "/v1/completions"
+    err = capfd.readouterr().err
+    assert "Traceback" not in err and "500" not in err
+
+
+@pytest.mark.parametrize("sent", [b"", b"GET /health HTTP/1.1\r\nHo",
+                                  b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                                  b"Content-Length: 100\r\nAuthorization: Bearer KEY\r\n\r\n{\"mo"])
+def test_stalled_connections_are_closed(strict, sent):
+    with _raw_conn(strict.url) as s:
+        s.sendall(sent.replace(b"KEY", strict.keys["alice"].encode()))
+        got = _closed_within(s, 5)
+    assert b" 408 " in got.split(b"\r\n")[0]
+
+
+def test_connections_per_client_are_capped(strict):
+    socks = [_raw_conn(strict.url) for _ in range(6)]
+    try:
+        time.sleep(0.1)
+        with _raw_conn(strict.url) as extra:
+            assert b" 429 " in _closed_within(extra, 5)
+    finally:
+        for s in socks:
+            s.close()
+    time.sleep(0.1)
+    assert strict.client(key=None).get("/health").status_code == 200  # the slots came back
+
+
+@pytest.mark.parametrize("field, value, words", [
+    ("max_tokens", "5", "must be an integer"), ("max_tokens", True, "must be an integer"),
+    ("stream", "yes", "must be a boolean"), ("temperature", "0.5", "must be a number")])
+def test_wrong_types_are_422_naming_the_field(served, field, value, words):
+    r = served.client().post("/v1/completions", json={"model": served.model, "prompt": "x", field: value})
+    err = _is_openai_error(r, 422, "invalid_type")
+    assert err["param"] == field and words in err["message"]
+
+
+def test_nan_temperature_and_content_type(served):
+    c = served.client()
+    r = c.post("/v1/completions", content=b'{"model": "%s", "prompt": "x", "temperature": NaN}'
+               % served.model.encode(), headers={"content-type": "application/json"})
+    err = _is_openai_error(r, 422)
+    assert err["param"] == "temperature" and "must be a number" in err["message"]
+    body = json.dumps({"model": served.model, "prompt": "x"})
+    for ctype in ("text/plain", "application/x-www-form-urlencoded", None):
+        headers = {"content-type": ctype} if ctype else {}
+        _is_openai_error(c.post("/v1/completions", content=body, headers=headers), 415, "unsupported_media_type")
+    ok = c.post("/v1/completions", content=body, headers={"content-type": "application/json; charset=utf-8"})
+    assert ok.status_code == 200, ok.text
+
+
+def test_chat_page_head_favicon_hidden_and_fonts(served):
+    anon = served.client(key=None)
+    head = anon.head("/")
+    assert head.status_code == 200 and head.headers["content-type"].startswith("text/html")
+    icon = anon.get("/favicon.ico")
+    assert icon.status_code == 200 and icon.headers["content-type"] == "image/x-icon"
+    assert icon.content[:4] == b"\x00\x00\x01\x00"  # an ICO header
+    css = anon.get("/static/chat.css").text
+    assert "[hidden] { display: none !important; }" in css  # #login{display:flex} cannot win
+    assert '"Noto Sans CJK KR"' in css and '"Malgun Gothic"' in css and "fonts-noto-cjk" in css
 
 
 # --- generation -----------------------------------------------------------------------------

@@ -105,6 +105,7 @@ def build_server(ws, settings: ServeSettings, model: Path | None = None):
     from soberan.serve.app import Server
     from soberan.serve.audit import AuditLog, audit_secret, content_recorder
     from soberan.serve.keys import KeyStore, Quotas, keys_path
+    from soberan.serve.limits import Noise
     from soberan.serve.model import load_transformers, resolve_model
     from soberan.serve.offline import go_offline
     from soberan.ui import console
@@ -140,7 +141,22 @@ def build_server(ws, settings: ServeSettings, model: Path | None = None):
                   quotas=Quotas(audit.tokens_by_key()), audit=audit, record_content=record,
                   max_body_bytes=settings.max_body_bytes,
                   default_max_tokens=settings.default_max_tokens,
-                  owned_by=ws.config.project.provider, quantize=settings.quantize)
+                  owned_by=ws.config.project.provider, quantize=settings.quantize,
+                  body_timeout_s=settings.body_timeout_s,
+                  noise=Noise(per_client=settings.unauthenticated_rate_limit))
+
+
+def uvicorn_config(app, settings: ServeSettings, **overrides):
+    """uvicorn's settings for the app: the stall guard as its HTTP protocol (header deadline,
+    connections per client), quiet logs, and a short graceful shutdown."""
+    import uvicorn
+
+    from soberan.serve.limits import stall_guard
+
+    kw = dict(host=settings.host, port=settings.port, log_level="warning", access_log=False,
+              timeout_graceful_shutdown=5,
+              http=stall_guard(settings.header_timeout_s, settings.max_connections_per_client))
+    return uvicorn.Config(app, **{**kw, **overrides})
 
 
 def run(ws, *, model: Path | None = None, listener: Listener | None = None, **overrides) -> ServeSummary:
@@ -178,8 +194,6 @@ def run(ws, *, model: Path | None = None, listener: Listener | None = None, **ov
         console.print(f"stopped; {summary().requests} request(s) audited in "
                       f"{ws.ledger.rel(srv.audit.records_path)}")
 
-    uvicorn.Server(uvicorn.Config(create_app(srv, on_stop), host=settings.host, port=settings.port,
-                                  log_level="warning", access_log=False,
-                                  timeout_graceful_shutdown=5)).run(
+    uvicorn.Server(uvicorn_config(create_app(srv, on_stop), settings)).run(
         sockets=[listener.sock] if listener.sock else None)
     return summary()
