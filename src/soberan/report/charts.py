@@ -115,6 +115,43 @@ def grouped_bars(name: str, groups: list[str], series: dict[str, list[float]], *
     return _svg(name, width, height, body, ylabel or name)
 
 
+def hbar_groups(name: str, groups: list[str], series: dict[str, list[float]], *,
+                xlabel: str = "", fmt: str = "{:.3g}") -> str | None:
+    """Horizontal grouped bars: one row per group (every group, however many), one bar per
+    series in it. The labels sit left of their rows, one per row, so none can overlap, and the
+    chart grows downwards instead of squeezing labels under each other."""
+    if not groups or not series:
+        return None
+    bar, gap, top = 12, 10, 10
+    n = len(series)
+    row = bar * n + gap
+    label_chars = min(max(len(str(g)) for g in groups), 48)
+    left, right, width = max(120, 12 + int(6.6 * label_chars)), 70, 760
+    plot = width - left - right
+    vmax = max((v for vals in series.values() for v in vals if v is not None), default=1) or 1
+    body = []
+    for gi, g in enumerate(groups):
+        y = top + gi * row
+        body.append(f'<text x="{left - 6}" y="{y + bar * n / 2 + 4:.1f}" text-anchor="end">'
+                    f"<title>{escape(str(g))}</title>{escape(_short(g, 48))}</text>")
+        for si, (label, vals) in enumerate(series.items()):
+            v = vals[gi]
+            w = max(plot * max(v or 0, 0) / vmax, 0.5)
+            shown = "–" if v is None else fmt.format(v)
+            body.append(f'<rect x="{left}" y="{y + si * bar}" width="{w:.1f}" height="{bar - 2}" '
+                        f'fill="{PALETTE[si % len(PALETTE)]}"><title>{escape(label)} · {escape(str(g))}: '
+                        f"{escape(shown)}</title></rect>"
+                        f'<text x="{left + w + 4:.1f}" y="{y + si * bar + bar - 3}" font-size="10" '
+                        f'fill="#333">{escape(shown)}</text>')
+    base = top + row * len(groups)
+    body.append(f'<line x1="{left}" y1="{top}" x2="{left}" y2="{base}" stroke="#333"/>')
+    if xlabel:
+        body.append(f'<text x="{left + plot / 2}" y="{base + 16}" text-anchor="middle" fill="#555">'
+                    f"{escape(xlabel)}</text>")
+    body += _legend(list(series), left, base + 36)
+    return _svg(name, width, base + 46, body, xlabel or name)
+
+
 def _legend(labels: list[str], x: float, y: float) -> list[str]:
     out = []
     for i, lab in enumerate(labels):
