@@ -8,6 +8,7 @@ connection. Guide: docs/serve.md.
 from __future__ import annotations
 
 import socket
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -172,6 +173,10 @@ def run(ws, *, model: Path | None = None, listener: Listener | None = None, **ov
     settings = settings_for(ws, **overrides)
     listener = listener or Listener(None, HOOK_ONLY)
     refuse_outbound()
+    # The engine thread's Python work between torch calls holds the GIL; at the default 5 ms
+    # switch interval a runnable event loop can wait several of those per step. 1 ms keeps
+    # /health and new connections answered while the batch decodes.
+    sys.setswitchinterval(0.001)
     srv = build_server(ws, settings, model)
     before = len(srv.audit.records())
     url = f"http://{settings.host}:{settings.port}"
