@@ -71,12 +71,17 @@ def hbar(name: str, labels: list[str], values: list[float], *, xlabel: str = "",
                     f'<rect x="{left}" y="{y + 4}" width="{w:.1f}" height="{row - 8}" '
                     f'fill="{PALETTE[i % len(PALETTE)]}"><title>{escape(str(lab))}: {escape(fmt.format(v))}</title></rect>'
                     f'<text x="{left + w + 5:.1f}" y="{y + 16}" fill="#333">{escape(fmt.format(v))}</text>')
-    base = top + row * len(labels)
-    body.append(f'<line x1="{left}" y1="{top}" x2="{left}" y2="{base}" stroke="#333"/>')
-    if xlabel:
-        body.append(f'<text x="{left + plot / 2}" y="{base + 22}" text-anchor="middle" fill="#555">'
-                    f"{escape(xlabel)}</text>")
+    body += _baseline(left, top, top + row * len(labels), plot, xlabel, 22)
     return _svg(name, width, height, body, xlabel or name)
+
+
+def _baseline(left: float, top: float, base: float, plot: float, xlabel: str, below: float) -> list[str]:
+    """The vertical axis of a horizontal bar chart, and its caption under the bars."""
+    out = [f'<line x1="{left}" y1="{top}" x2="{left}" y2="{base}" stroke="#333"/>']
+    if xlabel:
+        out.append(f'<text x="{left + plot / 2}" y="{base + below}" text-anchor="middle" fill="#555">'
+                   f"{escape(xlabel)}</text>")
+    return out
 
 
 def grouped_bars(name: str, groups: list[str], series: dict[str, list[float]], *,
@@ -144,10 +149,7 @@ def hbar_groups(name: str, groups: list[str], series: dict[str, list[float]], *,
                         f'<text x="{left + w + 4:.1f}" y="{y + si * bar + bar - 3}" font-size="10" '
                         f'fill="#333">{escape(shown)}</text>')
     base = top + row * len(groups)
-    body.append(f'<line x1="{left}" y1="{top}" x2="{left}" y2="{base}" stroke="#333"/>')
-    if xlabel:
-        body.append(f'<text x="{left + plot / 2}" y="{base + 16}" text-anchor="middle" fill="#555">'
-                    f"{escape(xlabel)}</text>")
+    body += _baseline(left, top, base, plot, xlabel, 16)
     body += _legend(list(series), left, base + 36)
     return _svg(name, width, base + 46, body, xlabel or name)
 

@@ -123,14 +123,9 @@ class Noise:
 
     def limited(self, client: str, now: float | None = None) -> float | None:
         """Count one unauthenticated request; seconds to wait if over the client's limit."""
-        now = time.monotonic() if now is None else now
-        q = self._times.setdefault(client, deque())
-        while q and q[0] <= now - self.window_s:
-            q.popleft()
-        if len(q) >= self.per_client:
-            return max(q[0] + self.window_s - now, 0.001)
-        q.append(now)
-        return None
+        from soberan.serve.keys import sliding_window
+
+        return sliding_window(self._times.setdefault(client, deque()), self.per_client, self.window_s, now)
 
     def keep(self, client: str, status: int, error: str) -> bool:
         """True: write this refusal's own record. False: it was counted into the aggregate."""
