@@ -323,3 +323,12 @@ def test_evaluation_chart_shows_every_row_without_overlap():
     ys = [float(y) for y in re.findall(r'<text x="[\d.]+" y="([\d.]+)" text-anchor="end">', svg)]
     assert len(ys) == 30 and all(f"task_{i:02d}" in svg for i in range(30))
     assert min(b - a for a, b in zip(ys, ys[1:])) >= 14  # a 12 px font, one label per row
+
+
+def test_report_says_the_anchor_and_the_serving_egress_guard(built, tmp_path):
+    ws, _, f = built
+    assert f["ledger"]["anchor"] and f["ledger"]["ok"]
+    ws.ledger.record_event("serve", model="m", egress="network namespace (loopback only) and the Python audit hook")
+    s = report(ws, license="Apache-2.0")
+    page = s.html.read_text()
+    assert "network namespace (loopback only)" in page and "checked against its anchor" in page

@@ -341,8 +341,12 @@ def ledger_status(ws: Workspace) -> dict:
              "inputs": a.get("inputs", [])} for a in led.artifacts()]
     order = {s: i for i, s in enumerate(STAGE_ORDER)}
     arts.sort(key=lambda a: (order.get(a["stage"], 99), a["seq"]))
+    served = [e for e in led.records("event") if e.get("event") == "serve"]
+    anchor = led.anchored()
     return {"ok": not problems, "problems": [str(p) for p in problems], "records": len(recs),
-            "head": head, "artifacts": arts,
+            "head": head, "artifacts": arts, "anchor": str(anchor) if anchor else None,
+            # which egress protection the last `soberan serve` ran under (docs/serve.md)
+            "serve_egress": served[-1].get("egress") if served else None,
             "sources": [{k: r.get(k) for k in ("name", "kind", "location", "license", "jurisdiction",
                                                 "collected_at")} for r in led.records("source")]}
 
