@@ -328,7 +328,7 @@ def test_evaluation_chart_shows_every_row_without_overlap():
 def test_report_says_the_anchor_and_the_serving_egress_guard(built, tmp_path):
     ws, _, f = built
     assert f["ledger"]["anchor"] and f["ledger"]["ok"]
-    ws.ledger.record_event("serve", model="m", egress="network namespace (loopback only) and the Python audit hook")
+    ws.ledger.record_event("serve", model="m", egress="network namespace (loopback only) + Python audit hook")
     s = report(ws, license="Apache-2.0")
     page = s.html.read_text()
     assert "network namespace (loopback only)" in page and "checked against its anchor" in page

@@ -62,7 +62,7 @@ def open_listener(workspace: Path, **overrides) -> Listener:
     sock.listen(2048)
     sock.set_inheritable(True)
     try:
-        return Listener(sock, isolate_network() + " and the Python audit hook")
+        return Listener(sock, isolate_network() + " + Python audit hook")
     except OSError as e:
         if settings.isolate_network == "on":
             sock.close()

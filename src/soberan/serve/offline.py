@@ -175,5 +175,6 @@ def isolate_network() -> str:
         req = struct.pack("16sH14s", b"lo", 0, b"")
         flags_now = struct.unpack("16sH14s", fcntl.ioctl(s.fileno(), _SIOCGIFFLAGS, req))[1]
         fcntl.ioctl(s.fileno(), _SIOCSIFFLAGS, struct.pack("16sH14s", b"lo", flags_now | _IFF_UP, b""))
-    return ("network namespace (loopback only)" + ("" if uid == 0 else ", in a user namespace")
-            + (f"; {threads - 1} thread(s) started earlier stay outside" if threads > 1 else ""))
+    notes = ["loopback only"] + ([] if uid == 0 else ["in a user namespace"]) + (
+        [f"{threads - 1} thread(s) started earlier stay outside"] if threads > 1 else [])
+    return f"network namespace ({'; '.join(notes)})"
