@@ -205,3 +205,26 @@ def test_deleting_a_decisions_file_fails_verify_unless_retired(workspace):
     led2, path2 = _decisions(workspace)  # rewritten by a rerun: the newer record rules
     led2.remove_decisions([path2.parent], "reset")  # removed on purpose: retired first
     assert led2.verify() == []
+
+
+def test_decisions_files_from_before_hashing_are_adopted_once(workspace):
+    """A workspace whose older decisions files have no record: the first new write records them
+    (marked adopted), so verify passes; a file edited after that is still named."""
+    import pyarrow.parquet as pq
+
+    from soberan.ledger import DECISION_SCHEMA, conform
+
+    led = workspace.ledger
+    old = led.decisions_dir / "collect" / "src.000000.parquet"
+    old.parent.mkdir(parents=True)
+    pq.write_table(conform(pa.table({"doc_id": ["x"], "step": ["read"], "action": ["rejected"]}),
+                           DECISION_SCHEMA, stage="collect"), old)  # as an older soberan wrote it
+    _decisions(workspace)  # the first hashed write (asserts verify passes)
+    adopted = [r for r in led.records("decisions") if r.get("adopted")]
+    assert [r["path"] for r in adopted] == ["ledger/decisions/collect/src.000000.parquet"]
+    (led.decisions_dir / ".in-chain").unlink()  # deleting the marker adopts nothing already known
+    pq.write_table(pq.read_table(old).slice(0, 0), old)
+    led.write_decisions("curate", "shard-1", pa.table(
+        {"doc_id": ["d9"], "step": ["quality"], "action": ["kept"]}))
+    assert len([r for r in led.records("decisions") if r.get("adopted")]) == 1
+    assert any("src.000000.parquet" in str(p) and "changed" in str(p) for p in led.verify())

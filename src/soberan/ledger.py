@@ -453,10 +453,30 @@ class Ledger:
         table = conform(table, DECISION_SCHEMA, stage=stage).sort_by("doc_id")
         safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in key)
         path = write_parquet_atomic(table, self.decisions_dir / stage / f"{safe}.parquet")
+        self._adopt_unrecorded(path)
         # Into the chain: a row deleted, a reason edited or the file removed later fails verify.
         self.append("decisions", {"stage": stage, "path": self.rel(path), "rows": table.num_rows,
                                   "sha256": file_sha256(path)})
         return path
+
+    def _adopt_unrecorded(self, skip: Path) -> None:
+        """A workspace built before decisions files were hashed into the chain has files without
+        a record; once the chain hashes some, verify would name those. So the first write into
+        such a workspace records them as found, once (`.in-chain` marks that it was done; if it
+        is deleted, the scan runs again and records only files that still have no record, so a
+        file already recorded and since edited stays named by verify)."""
+        marker = self.decisions_dir / ".in-chain"
+        if marker.exists():
+            return
+        known = {r["path"] for r in self.records("decisions")}
+        for p in sorted(self.decisions_dir.rglob("*.parquet")):
+            if p != skip and self.rel(p) not in known:
+                import pyarrow.parquet as pq
+
+                self.append("decisions", {"stage": p.parent.name, "path": self.rel(p),
+                                          "rows": pq.read_metadata(p).num_rows, "sha256": file_sha256(p),
+                                          "adopted": "written before decisions files were hashed into the chain"})
+        marker.touch()
 
     def remove_decisions(self, paths: Sequence[Path], reason: str) -> None:
         """Delete decisions files on purpose (a reset, a rerun, a dropped source), retiring each
@@ -504,7 +524,7 @@ class Ledger:
             for p in sorted(self.decisions_dir.rglob("*.parquet")):
                 if p.resolve() not in known:
                     problems.append(Problem(None, f"decisions file {self.rel(p)} is not in the chain "
-                                                  "(written outside a stage?)"))
+                                                  "(written outside a stage, or added since?)"))
         return problems
 
     def decisions_glob(self) -> str:
