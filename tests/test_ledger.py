@@ -228,3 +228,13 @@ def test_decisions_files_from_before_hashing_are_adopted_once(workspace):
         {"doc_id": ["d9"], "step": ["quality"], "action": ["kept"]}))
     assert len([r for r in led.records("decisions") if r.get("adopted")]) == 1
     assert any("src.000000.parquet" in str(p) and "changed" in str(p) for p in led.verify())
+
+
+def test_an_unwritable_anchor_folder_warns_once_and_never_stops_a_build(workspace, monkeypatch, tmp_path, capsys):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the anchor folder should be")
+    monkeypatch.setenv("SOBERAN_ANCHOR_DIR", str(blocker / "anchors"))
+    led = _chain(workspace, 3)
+    err = capsys.readouterr().err
+    assert err.count("cannot anchor") == 1 and "SOBERAN_ANCHOR_DIR" in err
+    assert led.verify() == [] and len(led.records()) == 1 + 3  # init + 3: the chain is whole

@@ -337,6 +337,15 @@ def test_stalled_connections_are_closed(strict, sent):
     assert b" 408 " in got.split(b"\r\n")[0]
 
 
+def test_a_body_promised_to_a_public_route_does_not_hold_the_connection(strict):
+    """/health answers without reading a body; a client that promised one and sends nothing
+    must not keep the connection open forever after the answer."""
+    with _raw_conn(strict.url) as s:
+        s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n")
+        got = _closed_within(s, 5)
+    assert got.startswith(b"HTTP/1.1 200")
+
+
 def test_connections_per_client_are_capped(strict):
     socks = [_raw_conn(strict.url) for _ in range(6)]
     try:

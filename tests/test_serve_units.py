@@ -551,3 +551,19 @@ def test_network_namespace_leaves_only_loopback():
     out = "\n".join(lines)
     assert proc.returncode == 0, proc.stderr.read()
     assert "network namespace" in out and "unreachable" in out and "LEAK" not in out and "loopback ok" in out
+
+
+def test_noise_is_counted_not_logged_past_the_first_few():
+    from soberan.serve.limits import Noise, clip
+
+    n = Noise(per_client=3, logged_per_client=2, logged_total=3, window_s=60, _window_start=0.0)
+    assert [n.limited("a", now=t) for t in (0, 1, 2)] == [None, None, None]
+    assert n.limited("a", now=3) == pytest.approx(57)  # the first of the 3 leaves at t=60
+    kept = [n.keep(c, 401, "invalid_api_key") for c in ("a", "a", "a", "b", "b", "c")]
+    assert kept == [True, True, False, True, False, False]  # 2 per client, 3 in all
+    assert n.flush(now=30) is None  # the window has not ended
+    agg = n.flush(now=61)
+    assert agg["refused"] == 3 and agg["clients"] == 3 and agg["by_status"] == [
+        {"status": 401, "error": "invalid_api_key", "count": 3}]
+    assert n.flush(now=200) is None and not n._times  # nothing new, and memory let go
+    assert clip("x" * 500).endswith("…(+300 chars)") and len(clip("x" * 500)) < 220
