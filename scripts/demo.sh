@@ -27,7 +27,7 @@ BASE=$(ls -d demo/base/*/ | head -1)
 SETS=()
 if [ -d ../shared/data ]; then
   export SOBERAN_SHARED_DATA="$(cd ../shared/data && pwd)"
-  SETS=(--sets kobest_copa --sets kobest_boolq --limit 100)
+  SETS=(--sets kobest_copa --limit 100)
 fi
 $S evaluate -w demo --compare "$BASE" model/final "${SETS[@]}"
 
