@@ -238,10 +238,10 @@ def test_sets_merge_into_results_and_a_changed_model_loses_its_old_scores(worksp
 
 # --- base vs adapted --------------------------------------------------------------------------
 
-def _with_base(ws, tiny_models) -> Workspace:  # noqa: F811
-    """Record the untrained checkpoint as the imported base model and the trained one as adapted
+def _with_base(ws, checkpoint) -> Workspace:
+    """Record `checkpoint` as the imported base model and the workspace's model/final as adapted
     from it, as the import and train stages do."""
-    shutil.copytree(tiny_models["untrained"], ws.root / "base" / "tiny-base")
+    shutil.copytree(checkpoint, ws.root / "base" / "tiny-base")
     led = ws.ledger
     base = led.record_artifact(stage="train", kind="base_model", path="base/tiny-base",
                                meta={"name": "TinyBase-1M", "license": "Apache-2.0", "sha256": "ab" * 32,
@@ -255,7 +255,7 @@ def _with_base(ws, tiny_models) -> Workspace:  # noqa: F811
 def test_base_and_adapted_are_compared_by_default_with_fertility_and_answers(workspace, tiny_models):  # noqa: F811
     from soberan.evaluate import run
 
-    ws = _with_base(_workspace(workspace, tiny_models, ["짧은 문서."], 'sets = ["quiz"]'), tiny_models)
+    ws = _with_base(_workspace(workspace, tiny_models, ["짧은 문서."], 'sets = ["quiz"]'), tiny_models["untrained"])
     s = run(ws, show=False)
     assert s.models == ["base", "adapted"]
     res = _results(ws)

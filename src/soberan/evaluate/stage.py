@@ -422,7 +422,7 @@ def evaluate(ws, *, models: list[str | Path] | None = None, sets: list[str] | No
                                     "reference_value": float(a.mean()), "value": float(b.mean()),
                                     "diff": d.value, "ci95": [d.lo, d.hi],
                                     "significant": d.significant and not flags,
-                                    "note": "; ".join(flags) + " (no difference claimed)" if flags else None,
+                                    "note": "; ".join(flags) if flags else None,
                                     "higher_is_better": True})
         for lang in held_texts:
             if (base.label, lang) not in bpb_units:
