@@ -25,7 +25,7 @@ __all__ = ["bits_per_byte", "context_length", "nll_and_bytes", "nll_per_text", "
 DEFAULT_CONTEXT = 2048
 # Tokens per forward pass when scoring: a window of the model's full context (8,192 tokens for
 # SmolLM2) times a 49k vocabulary is 1.6 GB of float32 logits, so batches are cut by tokens too.
-MAX_BATCH_TOKENS = 8192
+MAX_BATCH_TOKENS = 4096
 
 
 def start_token(tokenizer) -> int | None:
