@@ -277,10 +277,12 @@ def _answer_prompts(model, tok, prompts: dict[str, list[dict]], s) -> tuple[dict
     from soberan.evaluate.scoring import generate
 
     flat = [(lang, p) for lang, ps in prompts.items() for p in ps]
-    outs = generate(model, tok, [p["prompt"] for _, p in flat], stop=["\n\n"],
+    outs = generate(model, tok, [p["prompt"] for _, p in flat], stop=[],
                     max_new_tokens=s.prompt_max_new_tokens, batch_size=s.batch_size, max_length=s.max_length)
+    # The answer is its first paragraph: a model that opens with a newline before answering
+    # (SmolLM2 after "Answer:") is not cut to nothing.
     return {}, {"lang": [lang for lang, _ in flat], "id": [p["id"] for _, p in flat],
-                "answer": [o.strip() for o in outs]}
+                "answer": [o.strip().split("\n\n")[0].strip() for o in outs]}
 
 
 def merge_results(old: dict | None, new: dict, still_valid) -> dict:
