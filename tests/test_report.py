@@ -322,7 +322,7 @@ def test_base_and_adapted_side_by_side_in_the_report_and_the_card(workspace, tin
     card, html, eu = s.model_card.read_text(), s.html.read_text(), json.loads(s.eu_json.read_text())
     assert s.ledger_ok
 
-    line = "TinyBase-1M (license Apache-2.0; 123,456 parameters, imported from F32; sha256 abababababababab)"
+    line = "TinyBase-1M (license Apache-2.0; 123,456 parameters, source quantization F32; sha256 abababababababab)"
     assert f"**Base model:** {line}." in card and line in html
     assert eu["general_information"]["base_model"] == line
     assert eu["general_information"]["base_model_license"] == "Apache-2.0"

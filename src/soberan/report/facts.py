@@ -339,7 +339,8 @@ def base_model_text(base: dict | None) -> str:
     if base is None:
         return "none: trained from scratch"
     extra = ", ".join(x for x in (base.get("params") and f"{base['params']:,} parameters",
-                                  base.get("quantization") and f"imported from {base['quantization']}") if x)
+                                  base.get("quantization") and f"source quantization {base['quantization']}",
+                                  base.get("origin") and f"from {base['origin']}") if x)
     return (f"{base['name']} (license {base.get('license') or 'not recorded'}"
             + (f"; {extra}" if extra else "") + f"; sha256 {str(base['sha256'])[:16]})")
 
