@@ -149,7 +149,8 @@ def test_degenerate_model_is_flagged_and_never_significant(workspace, tiny_model
     Its lead over a model that scores 0 has a CI far above zero, and is still not claimed."""
     from soberan.cli import app
 
-    ws = _workspace(workspace, tiny_models, ["짧은 문서."], 'sets = ["all_a", "quiz"]\nbpb = false\nprompts = false')
+    ws = _workspace(workspace, tiny_models, ["짧은 문서."],
+                    'sets = ["all_a", "quiz"]\nbpb = false\nprompts = false')
     recs = [{**r, "answer": "A"} for r in quiz_records(12, offset=200)]
     (ws.root / "bench" / "all_a.jsonl").write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in recs))
     p = ws.root / "soberan.toml"

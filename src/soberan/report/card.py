@@ -202,7 +202,8 @@ def model_card(ws, facts: dict, license: str | None = None) -> str:
     shares_text = ", ".join(f"{k} {v:.1%}" for k, v in shares.items()) or "not recorded"
     steps = facts["funnel"].get("steps", [])
     curation_text = "; ".join(f"{s['step']} dropped {s['dropped']['docs']:,}" for s in steps) or "no steps recorded"
-    eval_table = "\n".join(["All metrics as recorded:", "", "| model | task | metric | value |", "|---|---|---|---|"] + [
+    eval_table = "\n".join(["All metrics as recorded:", "", "| model | task | metric | value |",
+                            "|---|---|---|---|"] + [
         f"| {r['model']}{' (this model)' if r['model'] == mine else ''} | {r['task']} | {r['metric']} | "
         f"{r['value']:.4f} |" for r in rows]) if rows else "No evaluation recorded yet."
     ts = facts["training"].get("summary") or {}

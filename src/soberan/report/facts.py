@@ -382,7 +382,8 @@ def side_by_side(data) -> dict | None:
         bpb.append({"lang": lang, "title": lang + (" (forgetting check)" if forgetting else ""),
                     "units": (held.get(lang) or {}).get("units", (held.get(lang) or {}).get("docs")),
                     "cells": [{"value": c.get("bpb"), "ci95": c.get("ci95"), "note": c.get("note"),
-                               "text": _value_ci(c.get("bpb"), c.get("ci95"), 4) + (f" ({c['note']})" if c.get("note") else ""),
+                               "text": _value_ci(c.get("bpb"), c.get("ci95"), 4)
+                               + (f" ({c['note']})" if c.get("note") else ""),
                                "tokens_per_char": c.get("tokens_per_char")} for c in cells],
                     "diffs": [_diff_text(comp.get((f"heldout_{lang}", "bpb", m["label"]))) for m in models[1:]]})
     sets = []
