@@ -346,3 +346,14 @@ def test_base_and_adapted_side_by_side_in_the_report_and_the_card(workspace, tin
     prompt_row = next(x for x in card.splitlines() if x.startswith(f"| ko | {first} |"))
     assert prompt_row.count("|") == 5  # lang, prompt, base's answer, adapted's answer
     assert 'id="side-prompts"' in html and "(forgetting check)" not in card  # no English held out here
+    # A later run of the adapted model alone on another set merges in; the base stays the first
+    # column, and the reference its differences are read against.
+    evaluate(ws, show=False, models=["model/final"], sets=["quiz"])
+    res = json.loads((ws.root / "eval" / "results.json").read_text())
+    assert [m["label"] for m in res["models"]] == ["adapted", "base"]
+    card = report(ws, license="Apache-2.0").model_card.read_text()
+    assert "| base | adapted | Δ adapted − base [95% CI] |" in card
+    quiz = next(x for x in card.splitlines() if x.startswith("| quiz | ko | acc |"))
+    got = res["models"][0]["sets"]["quiz"]
+    lo, hi = got["acc_ci95"]
+    assert quiz.endswith(f"| — | {got['acc']:.3f} [{lo:.3f}, {hi:.3f}] | — |")  # the base did not answer it

@@ -86,7 +86,7 @@ def side_by_side_markdown(sbs: dict | None) -> str:
                 "| language | units | " + " | ".join(names + delta) + " |",
                 "|---|---:|" + "---:|" * (len(names) + len(delta))]
         out += [f"| {r['title']} | {r['units'] or '—'} | " + " | ".join([_md(c["text"]) for c in r["cells"]]
-                                                                      + [_md(d) for d in r["diffs"]]) + " |"
+                                                                      + [_md(d or "—") for d in r["diffs"]]) + " |"
                 for r in sbs["bpb"]]
         out += ["", "Tokens per character of each model's tokenizer on the same held-out units:", "",
                 "| language | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
@@ -101,7 +101,7 @@ def side_by_side_markdown(sbs: dict | None) -> str:
             lv = (f"{r['chance']:.3f}", f"{r['majority']:.3f} ({r['majority_answer']})") \
                 if r["chance"] is not None else ("—", "—")
             out.append(f"| {r['set']} | {r['language']} | {r['metric']} | {r['n']} | {lv[0]} | {lv[1]} | "
-                       + " | ".join([_md(c["text"]) for c in r["cells"]] + [_md(d) for d in r["diffs"]]) + " |")
+                       + " | ".join([_md(c["text"]) for c in r["cells"]] + [_md(d or "—") for d in r["diffs"]]) + " |")
         out.append("")
     if sbs["prompts"]:
         out += ["### Answers to fixed national prompts (greedy decoding)", "",

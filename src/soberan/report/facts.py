@@ -371,8 +371,10 @@ def side_by_side(data) -> dict | None:
     page and the card say the same thing."""
     if not isinstance(data, dict) or not isinstance(data.get("models"), list) or not data["models"]:
         return None
-    models = data["models"]
-    comp = {(c["set"], c["metric"], c["model"]): c for c in data.get("comparisons") or []}
+    # The base first: it is the reference every other model is read against.
+    models = sorted(data["models"], key=lambda m: m.get("role") != "base")
+    ref = models[0]["label"]
+    comp = {(c["set"], c["metric"], c["model"]): c for c in data.get("comparisons") or [] if c["reference"] == ref}
     held = data.get("heldout") or {}
     langs = list(dict.fromkeys(lang for m in models for lang in (m.get("bpb") or {})))
     bpb = []
@@ -405,7 +407,7 @@ def side_by_side(data) -> dict | None:
         prompts += [{"lang": lang, "prompt": p, "answers": [a[i] if i < len(a) else None for a in got]}
                     for i, p in enumerate(ps)]
     return {"models": [{"label": m["label"], "role": m.get("role"), "path": m.get("path")} for m in models],
-            "reference": models[0]["label"], "bpb": bpb, "sets": sets, "prompts": prompts}
+            "reference": ref, "bpb": bpb, "sets": sets, "prompts": prompts}
 
 
 # --- the ledger itself ------------------------------------------------------------------------
