@@ -55,9 +55,10 @@ def test_train_and_evaluate_report_the_same_bits_per_byte(tiny_ws):  # noqa: F81
     the same held-out texts: one function, one window (the model's context)."""
     from soberan.cli import app
 
-    r = CliRunner().invoke(app, ["train", "-w", str(tiny_ws.root), "--max-steps", "2"])
+    ws = reopen(tiny_ws, "eval_max_bytes = 100000000")  # train scores every held-out unit, whole
+    r = CliRunner().invoke(app, ["train", "-w", str(ws.root), "--max-steps", "2"])
     assert r.exit_code == 0, r.output
-    ws = Workspace.open(tiny_ws.root)
+    ws = _set_keys(ws, "bpb_max_units = 100000")  # and so does evaluate
     bpb_end = ws.ledger.latest_artifact("train", "model")["meta"]["bpb_end"]
     assert set(bpb_end) == {"ko", "en"}
     r = CliRunner().invoke(app, ["evaluate", "-w", str(ws.root)])
