@@ -14,6 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 from test_build_fakes import fake_runner, make_fake_workspace, offline_env  # noqa: F401 (autouse)
+from test_evaluate import _workspace, tiny_models  # noqa: F401 (fixture)
 
 from soberan.build import run as build
 from soberan.documents import read_corpus
@@ -293,6 +294,69 @@ jurisdiction = "KR"
 
     md = eu_markdown(f["eu_summary"])
     assert "site11.go.kr, site10.go.kr" in md and "soberan-collect/0.1" in md
+
+
+def test_from_scratch_model_is_said_to_be(built):
+    ws, s, f = built
+    assert f["base_model"] is None and f["base_model_text"] == "none: trained from scratch"
+    assert "**Base model:** none: trained from scratch." in s.model_card.read_text()
+    assert "- **Base model:** none: trained from scratch" in s.eu_markdown.read_text()
+
+
+def test_base_and_adapted_side_by_side_in_the_report_and_the_card(workspace, tiny_models, tmp_path):  # noqa: F811
+    """A real evaluation of a base model (from a base_model artifact) and the model adapted from
+    it: the card, the page and the EU summary name the base and its license; both models'
+    bits per byte with CIs, fertility, scores with CIs and degenerate flags, and greedy answers
+    stand side by side."""
+    from test_evaluate_stats import _with_base, _zero_head
+
+    from soberan.evaluate import run as evaluate
+
+    ws = _workspace(workspace, tiny_models, ["짧은 문서."], 'sets = ["chance"]\nbootstrap = 200')
+    _zero_head(tiny_models["untrained"], tmp_path / "always-a")  # a base that answers A whatever it reads
+    ws = _with_base(ws, tmp_path / "always-a")
+    evaluate(ws, show=False)
+    res = json.loads((ws.root / "eval" / "results.json").read_text())
+    base, adapted = res["models"]
+    s = report(ws, license="Apache-2.0")
+    card, html, eu = s.model_card.read_text(), s.html.read_text(), json.loads(s.eu_json.read_text())
+    assert s.ledger_ok
+
+    line = "TinyBase-1M (license Apache-2.0; 123,456 parameters, source quantization F32; sha256 abababababababab)"
+    assert f"**Base model:** {line}." in card and line in html
+    assert eu["general_information"]["base_model"] == line
+    assert eu["general_information"]["base_model_license"] == "Apache-2.0"
+    meta = yaml.safe_load(re.match(r"^---\n(.*?)\n---\n", card, re.S).group(1))
+    assert meta["base_model"] == "TinyBase-1M"
+
+    b, a = base["bpb"]["ko"], adapted["bpb"]["ko"]
+    row = next(x for x in card.splitlines() if x.startswith("| ko | 30 |"))
+    assert f"{b['bpb']:.4f} [{b['ci95'][0]:.4f}, {b['ci95'][1]:.4f}]" in row
+    assert f"{a['bpb']:.4f} [{a['ci95'][0]:.4f}, {a['ci95'][1]:.4f}]" in row and "significant" in row
+    assert "| base | adapted | Δ adapted − base [95% CI] |" in card
+    assert f"| ko | {b['tokens_per_char']:.3f} | {a['tokens_per_char']:.3f} |" in card
+    flag = base["sets"]["chance"]["degenerate"]["acc"]
+    assert flag == "degenerate: answers A on 100%"
+    acc_row = next(x for x in card.splitlines() if x.startswith("| chance | ko | acc |"))
+    lo, hi = base["sets"]["chance"]["acc_ci95"]
+    assert f"0.250 [{lo:.3f}, {hi:.3f}] ⚠ {flag}" in acc_row and "| 0.250 | 0.250 (A) |" in acc_row
+    assert "not significant" in acc_row
+    assert 'id="side-sets"' in html and '<span class="badge bad">degenerate</span>' in html
+    first = res["prompts"]["ko"][0].replace("\n", " ⏎ ")
+    prompt_row = next(x for x in card.splitlines() if x.startswith(f"| ko | {first} |"))
+    assert prompt_row.count("|") == 5  # lang, prompt, base's answer, adapted's answer
+    assert 'id="side-prompts"' in html and "(forgetting check)" not in card  # no English held out here
+    # A later run of the adapted model alone on another set merges in; the base stays the first
+    # column, and the reference its differences are read against.
+    evaluate(ws, show=False, models=["model/final"], sets=["quiz"])
+    res = json.loads((ws.root / "eval" / "results.json").read_text())
+    assert [m["label"] for m in res["models"]] == ["adapted", "base"]
+    card = report(ws, license="Apache-2.0").model_card.read_text()
+    assert "| base | adapted | Δ adapted − base [95% CI] |" in card
+    quiz = next(x for x in card.splitlines() if x.startswith("| quiz | ko | acc |"))
+    got = res["models"][0]["sets"]["quiz"]
+    lo, hi = got["acc_ci95"]
+    assert quiz.endswith(f"| — | {got['acc']:.3f} [{lo:.3f}, {hi:.3f}] | — |")  # the base did not answer it
 
 
 def test_funnel_token_column_closes_with_the_edits_row(built):

@@ -1,13 +1,19 @@
 """soberan evaluate: the nation's benchmarks, offline; models side by side with confidence intervals.
 
-    eval/results.json                     the results (ledger artifact evaluate/results)
+    eval/results.json                     the results (ledger artifact evaluate/results), merged
+                                          with the earlier ones: sets a run does not score stay
     eval/items/<model sha>/<set>.parquet  one row per item: prediction, log-likelihoods, contamination
-    eval/items/<model sha>/<set>.json     its metrics and fingerprint; a rerun with the same
+    eval/items/<model sha>/heldout_<lang>.parquet   one row per held-out unit: NLL and bytes
+    eval/items/<model sha>/prompts.parquet          greedy answers to the fixed national prompts
+    eval/items/<model sha>/<name>.json    its metrics and fingerprint; a rerun with the same
                                           fingerprint reuses it, so a killed run resumes
 
-Order of work: resolve models and sets, read every set (rows that do not fit their spec are
-reported with the reason, never dropped silently), check the sets against the models' training
-corpora, score each model on each set and on held-out text, compare, write, record.
+Order of work: resolve models (by ledger role: base, adapted) and sets, read every set (rows that
+do not fit their spec are reported with the reason, never dropped silently), check the sets
+against the models' training corpora, score each model on each set, on the held-out units of
+every language (bits per byte with a bootstrap CI over units, fertility) and on the fixed
+prompts, compare (paired CIs; no claim with too few units or a degenerate model), merge, write,
+record.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ from __future__ import annotations
 import string
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
 class BenchmarkSpec(BaseModel):
@@ -136,11 +136,24 @@ class EvaluateSettings(BaseModel):
     max_length: int = Field(1024, ge=8)  # tokens; longer prompts lose their left part (as lm-eval)
     max_new_tokens: int = Field(32, ge=1)  # generate sets
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    bootstrap: int = Field(1000, ge=100)  # paired bootstrap resamples for the --compare CI
+    bootstrap: int = Field(1000, ge=100)  # bootstrap resamples for every 95% CI
 
-    # Held-out bits per byte, per language, on the train stage's held-out split.
+    # Held-out bits per byte, per language, on the train stage's held-out split (one unit per
+    # row: a document, or a paragraph of a long one), in windows of each model's context.
     bpb: bool = True
-    bpb_max_docs: int | None = Field(200, ge=1)
+    bpb_max_units: int | None = Field(200, ge=1, validation_alias=AliasChoices("bpb_max_units", "bpb_max_docs"))
+    # Below this many held-out units in a language, its bits per byte get no CI and no
+    # difference is claimed: a bootstrap over a handful of documents is not an interval.
+    min_heldout_units: int = Field(30, ge=2)
+    # An answer position taken on more than this share of a set's items flags the model as
+    # degenerate on that set (two-choice sets: halfway to 1); no comparison with it is significant.
+    degenerate_share: float = Field(0.5, gt=0.0, lt=1.0)
+
+    # Fixed national prompts answered greedily by every model, shown side by side in the report
+    # (soberan/evaluate/prompts.toml, or a file of the same shape relative to the workspace).
+    prompts: bool = True
+    prompts_file: str | None = None
+    prompt_max_new_tokens: int = Field(48, ge=1)
 
     # Contamination: an item is flagged when a window of `contamination_chars` normalized
     # characters of its text also occurs in the training corpus (see contamination.py).

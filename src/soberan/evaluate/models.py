@@ -11,23 +11,57 @@ from soberan.documents import tree_sha256
 
 @dataclass(frozen=True)
 class ModelRef:
-    label: str  # as the user named it, or its path in the workspace
+    label: str  # its role when that names it alone ("base", "adapted"), else its path in the workspace
     path: Path
     sha256: str  # tree hash of the checkpoint folder, recomputed now
     record: dict | None  # its artifact record in the ledger, when it has one
+    role: str | None = None  # "base" (a base_model artifact), "adapted" (trained from one), "model"
+
+
+def base_model_record(ws) -> dict | None:
+    """The newest base_model artifact of the workspace (a pretrained model imported into it, its
+    name and license in `meta`), whatever stage recorded it; None for a model trained from scratch."""
+    recs = [r for r in ws.ledger.artifacts() if r["kind"] == "base_model"]
+    return recs[-1] if recs else None
+
+
+def _role(ws, rec: dict | None, arts: dict[str, dict]) -> str | None:
+    """base: a base_model artifact; adapted: a trained model with a base_model up its inputs (or
+    a base model named in its meta); model: any other trained model."""
+    if rec is None:
+        return None
+    if rec["kind"] == "base_model":
+        return "base"
+    if rec["kind"] != "model":
+        return None
+    seen, frontier = set(), list(rec.get("inputs", []))
+    while frontier:
+        h = frontier.pop()
+        if h in seen or h not in arts:
+            continue
+        seen.add(h)
+        if arts[h]["kind"] == "base_model":
+            return "adapted"
+        frontier += arts[h].get("inputs", [])
+    return "adapted" if (rec.get("meta") or {}).get("base_model") else "model"
 
 
 def resolve_models(ws, given: list[str | Path]) -> list[ModelRef]:
-    """The named model folders, or the train stage's latest model. Each must be a Hugging Face
-    checkpoint folder (config.json); a name is a path, absolute or relative to the workspace."""
+    """The named model folders; by default the base model (when the ledger has a base_model
+    artifact) followed by the train stage's latest model, so base and adapted are compared.
+    Each must be a Hugging Face checkpoint folder (config.json); a name is a path, absolute or
+    relative to the workspace. A model is labelled by its role ("base", "adapted") when no other
+    model of the run has that role, else by its path."""
     if not given:
         rec = ws.ledger.latest_artifact("train", "model", role="main")
         if rec is None:
             raise FileNotFoundError("no model to evaluate: the ledger has no train/model artifact "
                                     "(run `soberan train`, or name model folders with --compare)")
-        given = [rec["path"]]
+        base = base_model_record(ws)
+        given = ([base["path"]] if base and (ws.root / base["path"] / "config.json").is_file() else []) + [rec["path"]]
     by_path = {r["path"]: r for r in ws.ledger.artifacts()}
-    out, seen = [], set()
+    arts = {r["hash"]: r for r in ws.ledger.records("artifact")}
+    found, seen = [], set()
     for g in given:
         p = Path(g).expanduser()
         p = (p if p.is_absolute() else ws.root / p).resolve()
@@ -37,8 +71,11 @@ def resolve_models(ws, given: list[str | Path]) -> list[ModelRef]:
             raise ConfigError(f"model {g} is named twice")
         seen.add(p)
         rel = ws.ledger.rel(p)
-        out.append(ModelRef(label=rel, path=p, sha256=tree_sha256(p), record=by_path.get(rel)))
-    return out
+        rec = by_path.get(rel)
+        found.append((rel, p, rec, _role(ws, rec, arts)))
+    roles = [r for *_, r in found]
+    return [ModelRef(label=role if role in ("base", "adapted") and roles.count(role) == 1 else rel,
+                     path=p, sha256=tree_sha256(p), record=rec, role=role) for rel, p, rec, role in found]
 
 
 def training_corpora(ws, models: list[ModelRef]) -> list[Path]:
@@ -71,11 +108,12 @@ def training_corpora(ws, models: list[ModelRef]) -> list[Path]:
     return [p for p in found.values() if p.exists()]
 
 
-def heldout_files(ws, reference: ModelRef) -> dict[str, Path]:
-    """Held-out text per language, `<lang>.parquet`: the reference model's own held-out folder
-    (the train stage writes `<out>/heldout/` beside `<out>/final/`), else the ledger's latest
-    train/heldout artifact. Every compared model is scored on these same documents."""
-    candidates = [reference.path.parent / "heldout"]
+def heldout_files(ws, models: list[ModelRef]) -> dict[str, Path]:
+    """Held-out text per language, `<lang>.parquet` (one row per unit: a document, or a paragraph
+    of a long one): the first compared model's own held-out folder (the train stage writes
+    `<out>/heldout/` beside `<out>/final/`; a base model has none), else the ledger's latest
+    train/heldout artifact. Every compared model is scored on these same units."""
+    candidates = [m.path.parent / "heldout" for m in models]
     rec = ws.ledger.latest_artifact("train", "heldout")
     if rec:
         candidates.append(ws.root / rec["path"])

@@ -51,9 +51,9 @@ def _encode_pair(tokenizer, context: str, continuation: str, start: int | None) 
 
 def start_token(tokenizer) -> int | None:
     """BOS when the tokenizer has one, else EOS: what a text is conditioned on (as soberan.bpb)."""
-    from soberan.bpb import _start_token
+    from soberan.bpb import start_token as first
 
-    return _start_token(tokenizer)
+    return first(tokenizer)
 
 
 @contextmanager

@@ -171,14 +171,161 @@ def _write_json(path: Path, obj) -> None:
     write_text_atomic(path, json.dumps(obj, ensure_ascii=False, indent=1, default=float))
 
 
-def evaluate(ws, *, models: list[str | Path] | None = None, sets: list[str] | None = None,
-        limit: int | None = None, show: bool = True) -> EvalSummary:
-    """See `soberan.evaluate.run`."""
+def _cached(base: Path, fp: str, compute) -> tuple[dict, dict, bool]:
+    """(metrics, per-row columns, reused) of one (model, unit of work): read back from
+    `base`.json/.parquet when its fingerprint matches, else computed and written (so a killed
+    run resumes)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from soberan.bpb import nll_and_bytes
     from soberan.documents import write_parquet_atomic
+
+    meta_p, items_p = base.with_suffix(".json"), base.with_suffix(".parquet")
+    try:
+        old = json.loads(meta_p.read_text()) if meta_p.exists() and items_p.exists() else None
+    except (OSError, json.JSONDecodeError):
+        old = None
+    if old and old.get("fingerprint") == fp:
+        return old["metrics"], pq.read_table(items_p).to_pydict(), True
+    metrics, rows = compute()
+    write_parquet_atomic(pa.table(rows), items_p)
+    _write_json(meta_p, {"fingerprint": fp, "metrics": metrics})
+    return metrics, rows, False
+
+
+def _answer_stats(sd: SetData, metrics: dict, rows: dict, s) -> tuple[dict, dict]:
+    """The metrics with each accuracy's 95% Wilson interval and, for multiple choice, the
+    degenerate-answer flags; and the set's chance and majority-class levels (the same for every
+    model). Derived from the per-item rows on every run, so results read back from an earlier
+    run get them too."""
+    from soberan.evaluate.compare import degenerate, levels, wilson
+
+    metrics = dict(metrics)
+    n = len(rows["correct"])
+    for m, key in (("acc", "correct"), ("acc_norm", "correct_norm"), ("exact_match", "correct")):
+        if m in metrics:
+            metrics[f"{m}_ci95"] = list(wilson(int(np.sum(rows[key])), n))
+    lv = {}
+    if sd.spec.type == "mc":
+        labels = list(sd.spec.labels) or None
+        n_choices = np.array([len(x) for x in rows["logliks"]])
+        flags = {m: degenerate(np.array(rows[k]), n_choices, labels, share=s.degenerate_share)
+                 for m, k in (("acc", "pred"), ("acc_norm", "pred_norm"))}
+        metrics["degenerate"] = {m: f for m, f in flags.items() if f}
+        g = levels(np.array(rows["gold"]), n_choices, labels)
+        lv = {"chance": g.chance, "majority": g.majority, "majority_answer": g.majority_answer}
+    return metrics, lv
+
+
+def _heldout_texts(held: dict[str, Path], s) -> dict[str, list[str]]:
+    import pyarrow.parquet as pq
+
+    out = {}
+    for lang, p in held.items():
+        texts = [t for t in pq.read_table(p, columns=["text"]).column("text").to_pylist() if t]
+        out[lang] = texts[:s.bpb_max_units] if s.bpb_max_units else texts
+    return out
+
+
+def _score_heldout(model, tok, texts: list[str], s) -> tuple[dict, dict]:
+    """Bits per byte of one language's held-out units, their 95% CI (a bootstrap over units,
+    weighted by bytes) when there are enough units, and the tokenizer's fertility on them."""
+    from soberan.bpb import context_length, nll_per_text
+
+    nll, nb = nll_per_text(model, tok, texts, batch_size=s.batch_size)
+    n_tokens = sum(len(x) for x in tok(texts, add_special_tokens=False)["input_ids"])
+    entry = {"bpb": float(nll.sum() / (math.log(2) * nb.sum())), "units": len(texts), "bytes": int(nb.sum()),
+             "window": context_length(model), "tokens": n_tokens,
+             "tokens_per_char": n_tokens / max(sum(len(t) for t in texts), 1)}
+    return entry, {"nll": nll.tolist(), "bytes": nb.tolist()}
+
+
+def _bpb_interval(entry: dict, rows: dict, s) -> dict:
+    from soberan.evaluate.compare import bootstrap_ci
+
+    entry = dict(entry)
+    if entry["units"] < s.min_heldout_units:
+        entry["ci95"] = None
+        entry["note"] = f"too few held-out units: {entry['units']} < {s.min_heldout_units}"
+    else:
+        nll, nb = np.array(rows["nll"]), np.array(rows["bytes"], dtype=float)
+        entry["ci95"] = list(bootstrap_ci(nll / (math.log(2) * nb), weights=nb, n=s.bootstrap, seed=s.seed))
+        entry["note"] = None
+    return entry
+
+
+def load_prompts(ws) -> dict[str, list[dict]]:
+    """{lang: [{id, prompt}]} from `[evaluate] prompts_file`, else the shipped prompts.toml."""
+    import tomllib
+
+    s = ws.config.evaluate
+    path = (ws.root / s.prompts_file) if s.prompts_file else Path(__file__).with_name("prompts.toml")
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as e:
+        raise ConfigError(f"{path}: cannot read the evaluation prompts ({e})") from None
+    out = {}
+    for lang, entries in data.items():
+        if not isinstance(entries, list) or not all(isinstance(e, dict) and isinstance(e.get("prompt"), str)
+                                                    and e["prompt"] for e in entries):
+            raise ConfigError(f"{path}: [[{lang}]] entries need a non-empty `prompt` (and an `id`)")
+        out[lang] = [{"id": str(e.get("id", i)), "prompt": e["prompt"]} for i, e in enumerate(entries)]
+    return out
+
+
+def _answer_prompts(model, tok, prompts: dict[str, list[dict]], s) -> tuple[dict, dict]:
+    from soberan.evaluate.scoring import generate
+
+    flat = [(lang, p) for lang, ps in prompts.items() for p in ps]
+    outs = generate(model, tok, [p["prompt"] for _, p in flat], stop=[],
+                    max_new_tokens=s.prompt_max_new_tokens, batch_size=s.batch_size, max_length=s.max_length)
+    # The answer is its first paragraph: a model that opens with a newline before answering
+    # (SmolLM2 after "Answer:") is not cut to nothing.
+    return {}, {"lang": [lang for lang, _ in flat], "id": [p["id"] for _, p in flat],
+                "answer": [o.strip().split("\n\n")[0].strip() for o in outs]}
+
+
+def merge_results(old: dict | None, new: dict, still_valid) -> dict:
+    """`new` (this run's results) laid over `old` (the results.json before it): a set or held-out
+    language this run did not score keeps its earlier scores; a model this run did not score
+    stays while `still_valid(entry)` (its checkpoint still hashes as it did). Scores belong to a
+    checkpoint hash, not a label, so a retrained model's earlier scores are not carried over."""
+    if not old or not isinstance(old.get("models"), list):
+        return new
+    old_by_sha = {m.get("sha256"): m for m in old["models"]}
+    models = []
+    for m in new["models"]:
+        prev = old_by_sha.get(m["sha256"])
+        if prev:
+            m = {**m, "sets": {**prev.get("sets", {}), **m["sets"]}, "bpb": {**prev.get("bpb", {}), **m["bpb"]},
+                 "answers": {**prev.get("answers", {}), **m.get("answers", {})}}
+        models.append(m)
+    shas = {m["sha256"] for m in new["models"]}
+    dropped = []
+    for m in old["models"]:
+        if m.get("sha256") not in shas:
+            (models if still_valid(m) else dropped).append(m)
+    labels = {m["label"]: m["sha256"] for m in models}
+    sets = {k: v for k, v in old.get("sets", {}).items() if any(k in m["sets"] for m in models)}
+    sets.update(new["sets"])
+    held = {**old.get("heldout", {}), **new["heldout"]}
+    redone = {(c["set"], c["metric"], c["reference"], c["model"]) for c in new["comparisons"]}
+    comparisons = list(new["comparisons"]) + [
+        c for c in old.get("comparisons", [])
+        if (c["set"], c["metric"], c["reference"], c["model"]) not in redone
+        and labels.get(c["reference"]) == c.get("reference_sha256") and labels.get(c["model"]) == c.get("model_sha256")]
+    prompts = {**old.get("prompts", {}), **new.get("prompts", {})}
+    return {**new, "models": models, "sets": sets, "heldout": held, "comparisons": comparisons,
+            "prompts": prompts, "contamination": new["contamination"] if new["sets"] else old.get(
+                "contamination", new["contamination"]),
+            "dropped_models": [{"label": m["label"], "sha256": m.get("sha256"),
+                                "why": "its checkpoint changed or is gone"} for m in dropped]}
+
+
+def evaluate(ws, *, models: list[str | Path] | None = None, sets: list[str] | None = None,
+        limit: int | None = None, show: bool = True) -> EvalSummary:
+    """See `soberan.evaluate.run`."""
+    from soberan.documents import tree_sha256
     from soberan.evaluate.compare import paired_bootstrap
     from soberan.evaluate.models import heldout_files, load_model, resolve_models
     from soberan.evaluate.report import print_tables
@@ -189,112 +336,156 @@ def evaluate(ws, *, models: list[str | Path] | None = None, sets: list[str] | No
     names = list(sets) if sets else list(s.sets)
     refs = resolve_models(ws, list(models) if models else list(s.compare))
     set_data = _prepare_sets(ws, names, limit) if names else []
-    held = heldout_files(ws, refs[0]) if s.bpb else {}
+    held = heldout_files(ws, refs) if s.bpb else {}
     if not set_data and not held:
         raise ConfigError("evaluate: nothing to score (no `sets` in [evaluate], and no held-out text "
                           "from the train stage)")
     contamination = _contamination(ws, set_data, refs) if set_data else {"checked": False}
+    held_texts = _heldout_texts(held, s)
+    targets = set(ws.config.project.languages)
+    prompts = {}
+    if s.prompts:
+        prompts = {lang: ps for lang, ps in load_prompts(ws).items() if lang in targets | set(held_texts) | {"en"}}
 
     out_dir = ws.stage_dir("evaluate")
     scores: dict[str, dict[str, dict]] = {}
+    levels: dict[str, dict] = {}
     per_item: dict[tuple[str, str], np.ndarray] = {}  # (model, set/metric) -> per-item values
     bpb: dict[str, dict[str, dict]] = {}
-    bpb_docs: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
+    bpb_units: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
+    answers: dict[str, dict[str, list[str]]] = {}
     reused = 0
-    held_texts = {}
-    for lang, p in held.items():
-        texts = [t for t in pq.read_table(p, columns=["text"]).column("text").to_pylist() if t]
-        held_texts[lang] = texts[:s.bpb_max_docs] if s.bpb_max_docs else texts
-
     for ref in refs:
-        model = tok = None
+        loaded: list = []
+
+        def get():
+            if not loaded:
+                loaded.extend(load_model(ref.path, s.device))
+            return loaded
+
         scores[ref.label] = {}
+        items_dir = out_dir / "items" / ref.sha256[:16]
         with progress() as prog:
             for sd in set_data:
                 fp = _fingerprint(ref.sha256, sd.spec.model_dump(), sd.files, len(sd.items), sd.k,
                                   [x.id for x in sd.shots], sorted(sd.flags), s.max_length, s.max_new_tokens)
-                base = out_dir / "items" / ref.sha256[:16] / sd.spec.name
-                meta_p, items_p = base.with_suffix(".json"), base.with_suffix(".parquet")
-                old = json.loads(meta_p.read_text()) if meta_p.exists() and items_p.exists() else None
-                if old and old.get("fingerprint") == fp:
-                    metrics, rows = old["metrics"], pq.read_table(items_p).to_pydict()
-                    reused += 1
-                else:
-                    if model is None:
-                        model, tok = load_model(ref.path, s.device)
-                    res = _score_set(model, tok, sd, s, prog)
-                    metrics, rows = res["metrics"], res["rows"]
-                    write_parquet_atomic(pa.table(rows), items_p)
-                    _write_json(meta_p, {"fingerprint": fp, "metrics": metrics})
+
+                def score(sd=sd):
+                    res = _score_set(*get(), sd, s, prog)
+                    return res["metrics"], res["rows"]
+
+                metrics, rows, was = _cached(items_dir / sd.spec.name, fp, score)
+                reused += was
+                metrics, levels[sd.spec.name] = _answer_stats(sd, metrics, rows, s)
                 scores[ref.label][sd.spec.name] = metrics
                 for m in _main_metric(sd.spec):
                     key = {"acc": "correct", "acc_norm": "correct_norm", "exact_match": "correct"}[m]
                     per_item[(ref.label, f"{sd.spec.name}/{m}")] = np.array(rows[key], dtype=float)
-            if held_texts:
-                if model is None:
-                    model, tok = load_model(ref.path, s.device)
-                bpb[ref.label] = {}
-                for lang, texts in held_texts.items():
-                    task = prog.add_task(f"bits per byte ({lang})", total=len(texts))
-                    nll, nb = [], []
-                    for t in texts:  # one text at a time: the paired bootstrap needs each one's bpb
-                        a, b = nll_and_bytes(model, tok, [t], max_length=512, batch_size=s.batch_size)
-                        nll.append(a)
-                        nb.append(b)
-                        prog.advance(task)
-                    nll_a, nb_a = np.array(nll), np.array(nb, dtype=float)
-                    value = float(nll_a.sum() / (math.log(2) * nb_a.sum()))
-                    bpb[ref.label][lang] = {"bpb": value, "docs": len(texts), "bytes": int(nb_a.sum())}
-                    bpb_docs[(ref.label, lang)] = (nll_a / (math.log(2) * nb_a), nb_a)
-        del model, tok
+            bpb[ref.label] = {}
+            for lang, texts in held_texts.items():
+                if not texts:
+                    continue
+                fp = _fingerprint(ref.sha256, file_sha256(held[lang]), len(texts), s.batch_size)
+
+                def heldout(texts=texts, lang=lang):
+                    prog.add_task(f"bits per byte ({lang}, {len(texts)} units)", total=None)
+                    return _score_heldout(*get(), texts, s)
+
+                entry, rows, _ = _cached(items_dir / f"heldout_{lang}", fp, heldout)
+                bpb[ref.label][lang] = _bpb_interval(entry, rows, s)
+                nll, nb = np.array(rows["nll"]), np.array(rows["bytes"], dtype=float)
+                bpb_units[(ref.label, lang)] = (nll / (math.log(2) * nb), nb)
+            if prompts:
+                fp = _fingerprint(ref.sha256, prompts, s.prompt_max_new_tokens, s.max_length)
+
+                def answer():
+                    prog.add_task(f"answering {sum(map(len, prompts.values()))} fixed prompts", total=None)
+                    return _answer_prompts(*get(), prompts, s)
+
+                _, rows, _ = _cached(items_dir / "prompts", fp, answer)
+                answers[ref.label] = {}
+                for lang, a in zip(rows["lang"], rows["answer"]):
+                    answers[ref.label].setdefault(lang, []).append(a)
+        loaded.clear()  # one model in memory at a time
 
     comparisons = []
-    base = refs[0].label
+    base = refs[0]
     for other in refs[1:]:
         for sd in set_data:
             for m in _main_metric(sd.spec):
-                a = per_item[(base, f"{sd.spec.name}/{m}")]
+                a = per_item[(base.label, f"{sd.spec.name}/{m}")]
                 b = per_item[(other.label, f"{sd.spec.name}/{m}")]
                 d = paired_bootstrap(a, b, n=s.bootstrap, seed=s.seed)
+                flags = [f"{r.label} {scores[r.label][sd.spec.name].get('degenerate', {}).get(m)}"
+                         for r in (base, other) if scores[r.label][sd.spec.name].get("degenerate", {}).get(m)]
                 comparisons.append({"set": sd.spec.name, "language": sd.spec.language, "metric": m,
-                                    "reference": base, "model": other.label, "n": len(a),
+                                    "reference": base.label, "model": other.label, "n": len(a),
+                                    "reference_sha256": base.sha256, "model_sha256": other.sha256,
                                     "reference_value": float(a.mean()), "value": float(b.mean()),
-                                    "diff": d.value, "ci95": [d.lo, d.hi], "significant": d.significant,
+                                    "diff": d.value, "ci95": [d.lo, d.hi],
+                                    "significant": d.significant and not flags,
+                                    "note": "; ".join(flags) if flags else None,
                                     "higher_is_better": True})
         for lang in held_texts:
-            (a, w), (b, _) = bpb_docs[(base, lang)], bpb_docs[(other.label, lang)]
-            d = paired_bootstrap(a, b, n=s.bootstrap, seed=s.seed, weights=w)
-            comparisons.append({"set": f"heldout_{lang}", "language": lang, "metric": "bpb",
-                                "reference": base, "model": other.label, "n": len(a),
-                                "reference_value": bpb[base][lang]["bpb"], "value": bpb[other.label][lang]["bpb"],
-                                "diff": d.value, "ci95": [d.lo, d.hi], "significant": d.significant,
-                                "higher_is_better": False})
+            if (base.label, lang) not in bpb_units:
+                continue
+            (a, w), (b, _) = bpb_units[(base.label, lang)], bpb_units[(other.label, lang)]
+            c = {"set": f"heldout_{lang}", "language": lang, "metric": "bpb",
+                 "reference": base.label, "model": other.label, "n": len(a),
+                 "reference_sha256": base.sha256, "model_sha256": other.sha256,
+                 "reference_value": bpb[base.label][lang]["bpb"], "value": bpb[other.label][lang]["bpb"],
+                 "diff": bpb[other.label][lang]["bpb"] - bpb[base.label][lang]["bpb"],
+                 "ci95": None, "significant": False, "note": bpb[base.label][lang]["note"],
+                 "higher_is_better": False}
+            if c["note"] is None:
+                d = paired_bootstrap(a, b, n=s.bootstrap, seed=s.seed, weights=w)
+                c.update(diff=d.value, ci95=[d.lo, d.hi], significant=d.significant)
+            comparisons.append(c)
 
-    results = {
+    new = {
         "created": dt.datetime.now(dt.timezone.utc).isoformat(),
         "seed": s.seed, "limit": limit, "bootstrap": s.bootstrap, "max_length": s.max_length,
-        "models": [{"label": r.label, "path": ws.ledger.rel(r.path), "sha256": r.sha256,
+        "min_heldout_units": s.min_heldout_units, "degenerate_share": s.degenerate_share,
+        "models": [{"label": r.label, "role": r.role, "path": ws.ledger.rel(r.path), "sha256": r.sha256,
                     "artifact": r.record["hash"] if r.record else None,
-                    "sets": scores[r.label], "bpb": bpb.get(r.label, {})} for r in refs],
-        "sets": {sd.spec.name: _set_record(sd, s) for sd in set_data},
-        "heldout": {lang: {"path": ws.ledger.rel(p), "sha256": file_sha256(p), "docs": len(held_texts[lang])}
+                    "sets": scores[r.label], "bpb": bpb.get(r.label, {}), "answers": answers.get(r.label, {})}
+                   for r in refs],
+        "sets": {sd.spec.name: {**_set_record(sd, s), **levels[sd.spec.name]} for sd in set_data},
+        "heldout": {lang: {"path": ws.ledger.rel(p), "sha256": file_sha256(p), "units": len(held_texts[lang]),
+                           "forgetting_check": lang == "en" and "en" not in targets}
                     for lang, p in held.items()},
+        "prompts": {lang: [p["prompt"] for p in ps] for lang, ps in prompts.items()},
         "contamination": contamination,
         "comparisons": comparisons,
     }
     results_path = out_dir / "results.json"
+    old = None
+    if results_path.exists():
+        try:
+            old = json.loads(results_path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError):
+            old = None  # a damaged file has nothing to keep; this run's results replace it
+
+    def still_valid(m: dict) -> bool:
+        p = ws.root / m.get("path", "")
+        return bool(m.get("path")) and (p / "config.json").is_file() and tree_sha256(p) == m.get("sha256")
+
+    results = merge_results(old, new, still_valid)
     _write_json(results_path, results)
-    meta = {"models": [r.label for r in refs], "sets": [sd.spec.name for sd in set_data],
-            "scores": {r.label: {k: {m: v.get(m) for m in ("acc", "acc_norm", "exact_match") if m in v}
-                                 for k, v in scores[r.label].items()} for r in refs},
-            "bpb": {r.label: {k: v["bpb"] for k, v in bpb.get(r.label, {}).items()} for r in refs},
-            "contaminated": {sd.spec.name: len(sd.flags) for sd in set_data}}
-    rec = ws.ledger.record_artifact(stage="evaluate", kind="results", path=results_path,
-                                    inputs=[r.record["hash"] for r in refs if r.record],
+    meta = {"models": [m["label"] for m in results["models"]], "sets": sorted(results["sets"]),
+            "scores": {m["label"]: {k: {x: v.get(x) for x in ("acc", "acc_norm", "exact_match") if x in v}
+                                    for k, v in m["sets"].items()} for m in results["models"]},
+            "bpb": {m["label"]: {k: v["bpb"] for k, v in m["bpb"].items()} for m in results["models"]},
+            "degenerate": {m["label"]: {k: v["degenerate"] for k, v in m["sets"].items() if v.get("degenerate")}
+                           for m in results["models"]},
+            "contaminated": {k: v["contaminated"] for k, v in results["sets"].items()}}
+    inputs = {r.record["hash"] for r in refs if r.record}
+    inputs |= {m["artifact"] for m in results["models"] if m.get("artifact")}
+    rec = ws.ledger.record_artifact(stage="evaluate", kind="results", path=results_path, inputs=sorted(inputs),
                                     config_hash=ws.config.section_hash(*CONFIG_SECTIONS), meta=meta)
     if show:
         print_tables(console, results)
     return EvalSummary(results_path, [r.label for r in refs], [sd.spec.name for sd in set_data],
-                       scores, {k: {l: v["bpb"] for l, v in d.items()} for k, d in bpb.items()},
+                       scores, {k: {lang: v["bpb"] for lang, v in d.items()} for k, d in bpb.items()},
                        comparisons, {sd.spec.name: len(sd.flags) for sd in set_data},
                        rec["hash"], reused)

@@ -232,6 +232,8 @@ def gather(ws: Workspace, cache_dir: Path) -> tuple[dict, object]:
     f["fertility"] = F.fertility(ws)
     f["fertility_table"] = fertility_table(f["fertility"]["data"]) if f["fertility"]["available"] else None
     f["training"] = F.training(ws)
+    f["base_model"] = F.base_model(ws)
+    f["base_model_text"] = F.base_model_text(f["base_model"])
     f["evaluation"] = F.evaluation(ws)
     f["eval_rows"] = eval_rows(f["evaluation"].get("data")) if f["evaluation"]["available"] else []
     if f["evaluation"]["available"]:
@@ -239,6 +241,7 @@ def gather(ws: Workspace, cache_dir: Path) -> tuple[dict, object]:
         f["evaluation"]["model_label"] = model_label(ws, data)
         f["evaluation"]["comparisons"] = (data.get("comparisons") or []) if isinstance(data, dict) else []
         f["evaluation"]["table"] = eval_table(f["eval_rows"])
+        f["evaluation"]["side_by_side"] = F.side_by_side(data)
     f["takedowns"] = takedown_facts(ws)
     f["build"] = F.build_history(ws)
     f["eu_summary"] = eu_summary(ws, f, con)

@@ -67,6 +67,51 @@ def model_label(ws, data) -> str | None:
     return None
 
 
+def _md(text) -> str:
+    """A table cell: newlines shown as ⏎, pipes escaped."""
+    return "—" if text is None else str(text).replace("|", "\\|").replace("\n", " ⏎ ").strip() or "(empty)"
+
+
+def side_by_side_markdown(sbs: dict | None) -> str:
+    """The models side by side (`facts.side_by_side`): held-out bits per byte and fertility per
+    language, benchmark scores with CIs and degenerate flags, greedy answers to fixed prompts."""
+    if not sbs:
+        return ""
+    names = [m["label"] for m in sbs["models"]]
+    ref, others = sbs["reference"], names[1:]
+    delta = [f"Δ {o} − {ref} [95% CI]" for o in others]
+    out = []
+    if sbs["bpb"]:
+        out += ["### Held-out bits per byte (lower is better; 95% CI over held-out units)", "",
+                "| language | units | " + " | ".join(names + delta) + " |",
+                "|---|---:|" + "---:|" * (len(names) + len(delta))]
+        out += [f"| {r['title']} | {r['units'] or '—'} | " + " | ".join([_md(c["text"]) for c in r["cells"]]
+                                                                      + [_md(d or "—") for d in r["diffs"]]) + " |"
+                for r in sbs["bpb"]]
+        out += ["", "Tokens per character of each model's tokenizer on the same held-out units:", "",
+                "| language | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
+        out += [f"| {r['title']} | " + " | ".join(f"{c['tokens_per_char']:.3f}" if c["tokens_per_char"] else "—"
+                                                 for c in r["cells"]) + " |" for r in sbs["bpb"]]
+        out.append("")
+    if sbs["sets"]:
+        out += ["### Benchmarks (95% CI; chance and majority-class levels beside)", "",
+                "| set | lang | metric | items | chance | majority class | " + " | ".join(names + delta) + " |",
+                "|---|---|---|---:|---:|---:|" + "---:|" * (len(names) + len(delta))]
+        for r in sbs["sets"]:
+            lv = (f"{r['chance']:.3f}", f"{r['majority']:.3f} ({r['majority_answer']})") \
+                if r["chance"] is not None else ("—", "—")
+            out.append(f"| {r['set']} | {r['language']} | {r['metric']} | {r['n']} | {lv[0]} | {lv[1]} | "
+                       + " | ".join([_md(c["text"]) for c in r["cells"]] + [_md(d or "—") for d in r["diffs"]]) + " |")
+        out.append("")
+    if sbs["prompts"]:
+        out += ["### Answers to fixed national prompts (greedy decoding)", "",
+                "| lang | prompt | " + " | ".join(names) + " |", "|---|---|" + "---|" * len(names)]
+        out += [f"| {p['lang']} | {_md(p['prompt'])} | " + " | ".join(_md(a) for a in p["answers"]) + " |"
+                for p in sbs["prompts"]]
+        out.append("")
+    return "\n".join(out)
+
+
 def _hf_license(spdx: str | None) -> tuple[str, str | None]:
     """HF wants a lowercase id from its list, or "other" plus a name."""
     if not spdx or spdx.startswith("LicenseRef-"):
@@ -87,6 +132,8 @@ soberan from the nation's own data, on its own machines. Every figure on this
 card is generated from the workspace's hash-chained provenance ledger (head `{{ ledger_head }}`,
 verification **{{ ledger_ok }}**).
 
+**Base model:** {{ base_text }}.
+
 ## Training data
 
 {{ data_table }}
@@ -99,6 +146,8 @@ The EU AI Act training-data summary (Art. 53(1)(d)) is published beside this car
 `eu_training_summary.md`; the curated dataset's Croissant metadata as `croissant.json`.
 
 ## Evaluation
+
+{{ side_by_side }}
 
 {{ eval_table }}
 
@@ -136,7 +185,8 @@ def model_card(ws, facts: dict, license: str | None = None) -> str:
                           metric_type=r["metric"], metric_value=round(r["value"], 6)) for r in own]
     data = ModelCardData(
         language=langs, license=lic, license_name=lic_name,
-        datasets=[s.name for s in cfg.sources], base_model=meta.get("base_model"),
+        datasets=[s.name for s in cfg.sources],
+        base_model=(facts.get("base_model") or {}).get("name") or meta.get("base_model"),
         library_name="transformers", pipeline_tag="text-generation",
         tags=["soberan", "sovereign-ai", *[f"jurisdiction:{j}" for j in cfg.policy.jurisdictions]],
         model_name=cfg.project.name, eval_results=results or None)
@@ -152,7 +202,8 @@ def model_card(ws, facts: dict, license: str | None = None) -> str:
     shares_text = ", ".join(f"{k} {v:.1%}" for k, v in shares.items()) or "not recorded"
     steps = facts["funnel"].get("steps", [])
     curation_text = "; ".join(f"{s['step']} dropped {s['dropped']['docs']:,}" for s in steps) or "no steps recorded"
-    eval_table = "\n".join(["| model | task | metric | value |", "|---|---|---|---|"] + [
+    eval_table = "\n".join(["All metrics as recorded:", "", "| model | task | metric | value |",
+                            "|---|---|---|---|"] + [
         f"| {r['model']}{' (this model)' if r['model'] == mine else ''} | {r['task']} | {r['metric']} | "
         f"{r['value']:.4f} |" for r in rows]) if rows else "No evaluation recorded yet."
     ts = facts["training"].get("summary") or {}
@@ -174,6 +225,8 @@ def model_card(ws, facts: dict, license: str | None = None) -> str:
         ledger_head=facts["ledger"]["head"], ledger_ok="passed" if facts["ledger"]["ok"] else "FAILED",
         data_table=data_table, shares_text=shares_text, curation_text=curation_text,
         eval_table=eval_table, training_text=training_text, takedown_text=takedown_text,
+        base_text=facts.get("base_model_text") or "none: trained from scratch",
+        side_by_side=side_by_side_markdown(ev.get("side_by_side")),
         artifacts=[a for a in facts["ledger"]["artifacts"] if a["stage"] != "report"])
     return str(card)
 

@@ -111,7 +111,10 @@ def eu_summary(ws, facts: dict, con) -> dict:
             "provider": cfg.project.provider,
             "model_name": cfg.project.name,
             "model_version": (model.get("artifact_sha256") or "")[:12] or None,
-            "base_model": meta.get("base_model") or (meta.get("init") if isinstance(meta.get("init"), str) else None),
+            # The ledger's base_model artifact (name and license); else what train noted, if anything.
+            "base_model": (facts.get("base_model_text") if facts.get("base_model") else None)
+            or meta.get("base_model") or (meta.get("init") if isinstance(meta.get("init"), str) else None),
+            "base_model_license": (facts.get("base_model") or {}).get("license"),
             "modalities": ["text"],
             "training_data_size": {"text": {"tokens": tokens, "bin": size_bin(tokens)}},
             "content_types": content,
@@ -202,7 +205,7 @@ def eu_markdown(s: dict) -> str:
          "## 1. General information", "",
          f"- **Provider:** {g['provider']}",
          f"- **Model:** {g['model_name']}, version {g['model_version'] or 'not recorded'}",
-         f"- **Base model:** {g['base_model'] or 'none (trained from scratch) or not recorded'}",
+         f"- **Base model:** {g['base_model'] or 'none: trained from scratch'}",
          f"- **Modalities:** {', '.join(g['modalities'])}",
          f"- **Training data size (text):** {size['bin'] or 'not recorded'} ({_fmt(size['tokens'])} tokens)",
          f"- **Types of content:** {'; '.join(g['content_types'])}",

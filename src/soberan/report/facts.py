@@ -329,6 +329,97 @@ def evaluation(ws: Workspace) -> dict:
     return {"available": True, "path": art["path"], "data": _json(ws.root / art["path"])}
 
 
+def base_model(ws: Workspace) -> dict | None:
+    """The pretrained model this workspace's model was adapted from, as its base_model artifact
+    records it (name, license, source sha256, quantization, parameters), or None when the model
+    was trained from scratch."""
+    recs = [r for r in ws.ledger.artifacts() if r["kind"] == "base_model"]
+    if not recs:
+        return None
+    rec = recs[-1]
+    meta = rec.get("meta") or {}
+    return {"name": meta.get("name") or rec["path"], "license": meta.get("license"), "path": rec["path"],
+            "sha256": meta.get("source_sha256") or meta.get("sha256") or rec["sha256"],
+            "quantization": meta.get("quantization"),
+            "params": meta.get("params"), "origin": meta.get("origin")}
+
+
+def base_model_text(base: dict | None) -> str:
+    """One line naming the base model and its license, for the card, the page and the EU summary."""
+    if base is None:
+        return "none: trained from scratch"
+    extra = ", ".join(x for x in (base.get("params") and f"{base['params']:,} parameters",
+                                  base.get("quantization") and f"source quantization {base['quantization']}",
+                                  base.get("origin") and f"from {base['origin']}") if x)
+    return (f"{base['name']} (license {base.get('license') or 'not recorded'}"
+            + (f"; {extra}" if extra else "") + f"; sha256 {str(base['sha256'])[:16]})")
+
+
+def _value_ci(v, ci, digits: int) -> str:
+    if not isinstance(v, int | float):
+        return "—"
+    return f"{v:.{digits}f}" + (f" [{ci[0]:.{digits}f}, {ci[1]:.{digits}f}]" if ci else "")
+
+
+def _diff_text(c: dict | None) -> str:
+    """A comparison as one line: the difference, its paired 95% CI and whether it is claimed."""
+    if not c:
+        return ""
+    if c.get("ci95") is None:
+        return f"{c['diff']:+.4f} (no CI; {c.get('note') or 'not computed'})"
+    verdict = "significant" if c["significant"] else "not significant"
+    return (f"{c['diff']:+.4f} [{c['ci95'][0]:+.4f}, {c['ci95'][1]:+.4f}] {verdict}"
+            + (f" ({c['note']})" if c.get("note") else ""))
+
+
+def side_by_side(data) -> dict | None:
+    """The evaluate stage's results as the report and the model card show them: every model in
+    one column (the base first when there is one), per language its held-out bits per byte with
+    the 95% CI and its tokenizer's fertility, per set its scores with CIs, degenerate flags and
+    the chance and majority-class levels, each difference to the reference with its CI, and every
+    model's greedy answers to the fixed national prompts. Cells carry their display text, so the
+    page and the card say the same thing."""
+    if not isinstance(data, dict) or not isinstance(data.get("models"), list) or not data["models"]:
+        return None
+    # The base first: it is the reference every other model is read against.
+    models = sorted(data["models"], key=lambda m: m.get("role") != "base")
+    ref = models[0]["label"]
+    comp = {(c["set"], c["metric"], c["model"]): c for c in data.get("comparisons") or [] if c["reference"] == ref}
+    held = data.get("heldout") or {}
+    langs = list(dict.fromkeys(lang for m in models for lang in (m.get("bpb") or {})))
+    bpb = []
+    for lang in sorted(langs, key=lambda x: (x == "en", x)):  # English, the forgetting check, last
+        cells = [(m.get("bpb") or {}).get(lang) or {} for m in models]
+        forgetting = bool((held.get(lang) or {}).get("forgetting_check"))
+        bpb.append({"lang": lang, "title": lang + (" (forgetting check)" if forgetting else ""),
+                    "units": (held.get(lang) or {}).get("units", (held.get(lang) or {}).get("docs")),
+                    "cells": [{"value": c.get("bpb"), "ci95": c.get("ci95"), "note": c.get("note"),
+                               "text": _value_ci(c.get("bpb"), c.get("ci95"), 4)
+                               + (f" ({c['note']})" if c.get("note") else ""),
+                               "tokens_per_char": c.get("tokens_per_char")} for c in cells],
+                    "diffs": [_diff_text(comp.get((f"heldout_{lang}", "bpb", m["label"]))) for m in models[1:]]})
+    sets = []
+    for name, info in (data.get("sets") or {}).items():
+        for metric in (["acc", "acc_norm"] if info.get("type") == "mc" else ["exact_match"]):
+            cells = [((m.get("sets") or {}).get(name) or {}) for m in models]
+            sets.append({"set": name, "language": info.get("language"), "metric": metric, "n": info.get("limit"),
+                         "chance": info.get("chance"), "majority": info.get("majority"),
+                         "majority_answer": info.get("majority_answer"),
+                         "cells": [{"value": c.get(metric), "ci95": c.get(f"{metric}_ci95"),
+                                    "degenerate": (c.get("degenerate") or {}).get(metric),
+                                    "text": _value_ci(c.get(metric), c.get(f"{metric}_ci95"), 3)
+                                    + (f" ⚠ {(c.get('degenerate') or {})[metric]}"
+                                       if (c.get("degenerate") or {}).get(metric) else "")} for c in cells],
+                         "diffs": [_diff_text(comp.get((name, metric, m["label"]))) for m in models[1:]]})
+    prompts = []
+    for lang, ps in (data.get("prompts") or {}).items():
+        got = [(m.get("answers") or {}).get(lang) or [] for m in models]
+        prompts += [{"lang": lang, "prompt": p, "answers": [a[i] if i < len(a) else None for a in got]}
+                    for i, p in enumerate(ps)]
+    return {"models": [{"label": m["label"], "role": m.get("role"), "path": m.get("path")} for m in models],
+            "reference": ref, "bpb": bpb, "sets": sets, "prompts": prompts}
+
+
 # --- the ledger itself ------------------------------------------------------------------------
 
 def ledger_status(ws: Workspace) -> dict:

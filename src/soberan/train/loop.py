@@ -54,7 +54,6 @@ class LoopSpec:
     checkpoint_every: int = 50
     keep_checkpoints: int = 2
     tensorboard: bool = True
-    bpb_max_length: int = 512
     # A torch.compile backend ("inductor"), or None. The loop compiles the prepared (wrapped)
     # model itself, as accelerate's dynamo option would, because accelerate keeps its options in
     # a process-wide state that the first run of a `soberan build` would fix for the others.
@@ -244,11 +243,10 @@ def train_loop(accelerator, model, tokenizer, sampler, collate: Callable, spec: 
     metrics_path = out / "metrics.jsonl"
 
     def evaluate() -> dict[str, float]:
-        # Windows of the trained context length: a RoPE model scored past it measures
-        # extrapolation, not what it learned.
-        m, length = uncompiled(model), min(spec.bpb_max_length, spec.seq_len)
-        return {lang: round(bits_per_byte(m, tokenizer, texts, max_length=length), 5)
-                for lang, texts in heldout.items() if texts}
+        # The one window of soberan.bpb (the model's context), so the ledger's held-out bpb is
+        # the number `soberan evaluate` reports for the same model and texts.
+        m = uncompiled(model)
+        return {lang: round(bits_per_byte(m, tokenizer, texts), 5) for lang, texts in heldout.items() if texts}
 
     def log(rec: dict) -> None:
         if not main:
