@@ -203,3 +203,32 @@ def test_builtin_base_is_pinned(workspace):
     except BaseModelError as e:
         pytest.skip(str(e))
     assert f.name.endswith(".gguf") and b.license == "Apache-2.0"
+
+
+def test_a_gguf_base_is_adapted_through_the_stages(workspace, tiny_gguf):
+    """tokenizer (keep the GGUF's own) → train (continued pretraining of the imported base): the
+    GGUF is converted once, and the model's ledger record names the import."""
+    from test_heldout import corpus
+
+    from soberan.documents import write_parquet_atomic
+    from soberan.tokenizer import run as tokenizer_run
+    from soberan.train import run as train_run
+    from soberan.workspace import Workspace
+
+    path, _, _ = tiny_gguf
+    root = workspace.root
+    write_parquet_atomic(corpus(6, 0, lines=20), root / "curated" / "part-0.parquet")
+    workspace.ledger.record_artifact(stage="curate", kind="corpus", path=root / "curated")
+    cfg = root / "soberan.toml"
+    text = cfg.read_text().replace('mode = "extend"', 'mode = "keep"').replace('base = "mistral-v1"', f'base = "{path}"')
+    text = text.replace("[train]\n", f'[train]\nbase_model = "{path}"\nseq_len = 32\nmicro_batch = 2\nmax_steps = 2\n'
+                        "warmup_steps = 0\neval_every = 2\ncheckpoint_every = 2\neval_max_bytes = 1000\ntensorboard = false\n", 1)
+    cfg.write_text(text)
+    ws = Workspace.open(root)
+    tokenizer_run(ws)
+    s = train_run(ws)
+    imports = ws.ledger.artifacts(stage="base", kind="base_model")
+    assert len(imports) == 1  # converted once, used by both stages
+    model = ws.ledger.latest_artifact("train", "model")
+    assert model["meta"]["base_model"] == str(root / imports[0]["path"])
+    assert s.steps == 2 and set(s.bpb_end) == {"ko"}

@@ -105,16 +105,18 @@ def uninstall():
 install()
 '''
 
-# The tiniest real run: a few steps of a one-layer model, bits per byte only (no benchmark
-# files). Curate runs every default step, but with no heuristic quality filter: the Gopher
+# The tiniest real run: a few steps of a one-layer model from scratch with a Mistral v1
+# extension, bits per byte only (no benchmark files): the demo's own base model (SmolLM2,
+# tests/test_basemodel.py imports and trains a GGUF) would make this a ten-minute test on two
+# cores. Curate runs every default step, but with no heuristic quality filter: the Gopher
 # repetition filter drops the Constitution (its articles repeat their formulas), and the test
 # needs both sources in the model to see one leave it.
 TINY = {
     "curate.quality": {"filters": "[]"},  # the demo config's own [curate.quality] table
-    "tokenizer": {"new_tokens": "500", "min_frequency": "2"},
+    "tokenizer": {"mode": '"extend"', "base": '"mistral-v1"', "new_tokens": "500", "min_frequency": "2"},
     "train": {"depth": "1", "seq_len": "32", "micro_batch": "2", "max_steps": "4", "warmup_steps": "1",
               "eval_every": "2", "log_every": "1", "checkpoint_every": "2", "tensorboard": "false"},
-    "evaluate": {"sets": "[]", "bpb_max_docs": "4"},
+    "evaluate": {"sets": "[]", "bpb_max_units": "4", "prompts": "false"},
 }
 
 
@@ -181,6 +183,7 @@ description = "{desc}"
 ''' for name, desc in (("kolaw", "Constitution of the Republic of Korea"),
                        ("kobill", "National Assembly bills")))
     text = text.replace(block, two)
+    text = re.sub(r'^base_model = .*\n', "", text, flags=re.M)  # from scratch (see TINY)
     for section, keys in TINY.items():
         text = set_keys(text, section, keys)
     cfg.write_text(text)
