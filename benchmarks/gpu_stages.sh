@@ -22,7 +22,8 @@ left() { echo $((BUDGET - ($(date +%s) - start))); }
 if [ $REHEARSAL = 0 ]; then
   nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null | tee "$OUT/gpu.txt"
   if ls "$GPU"/wheels/*.whl >/dev/null 2>&1; then  # into a folder of their own: the image stays as it is
-    $PYTHON -m pip install --quiet --no-index --no-deps --target "$OUT/site" "$GPU"/wheels/*.whl 2>&1 | tail -3
+    $PYTHON -m pip install --quiet --no-index --no-deps --target "$OUT/site" "$GPU"/wheels/*.whl 2>&1 | tail -3 ||
+      for w in "$GPU"/wheels/*.whl; do $PYTHON -m zipfile -e "$w" "$OUT/site"; done  # no pip: a wheel is a zip
     export PYTHONPATH=src:$OUT/site
   fi
   if ! $PYTHON -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)'; then
@@ -34,7 +35,8 @@ fi
 PY=("$PYTHON")
 if [ $REHEARSAL = 1 ]; then
   SITE=$("$PYTHON" benchmarks/gpu_box.py "$OUT/box-site") || exit 1
-  export PYTHONPATH=src:$SITE CUDA_VISIBLE_DEVICES=""
+  # One thread: tiny matmuls on a small shared CPU spin more than they compute on two.
+  export PYTHONPATH=src:$SITE CUDA_VISIBLE_DEVICES="" OMP_NUM_THREADS=1
   PY=("$PYTHON" -S)
 fi
 SOB=("${PY[@]}" -c "from soberan.cli import main; main()")
