@@ -19,6 +19,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -89,11 +90,27 @@ def curves(clean: Path, resumed: Path, tol: float) -> dict:
 
 
 def evaluate(ws: Path) -> dict:
-    """`soberan evaluate` as the stage runs it, timed in this process (model load included)."""
+    """`soberan evaluate` as the stage runs it, timed in this process: the whole stage (model
+    load, contamination scan and held-out text included), and the time inside its batched
+    benchmark scoring calls alone."""
+    import soberan.evaluate.scoring as scoring_mod
     from soberan.evaluate import run
     from soberan.workspace import Workspace
 
+    scoring = [0.0]
+    real = scoring_mod.loglikelihoods  # the stage imports it from here when it scores a set
+
+    def timed(*a, **kw):  # the stage's own function, with a stopwatch around it
+        t = time.perf_counter()
+        try:
+            return real(*a, **kw)
+        finally:
+            scoring[0] += time.perf_counter() - t
+
+    scoring_mod.loglikelihoods = timed
     w = Workspace.open(ws)
+    # Per-item results of an earlier run of the same model would be reused, and nothing timed.
+    shutil.rmtree(w.stage_dir("evaluate") / "items", ignore_errors=True)
     t0 = time.perf_counter()
     s = run(w, show=False)
     wall = time.perf_counter() - t0
@@ -103,11 +120,14 @@ def evaluate(ws: Path) -> dict:
     docs = sum(v["docs"] for v in model["bpb"].values())
     device = "cuda" if _cuda() else "cpu"
     out = {"device": device, "items": items, "heldout_docs": docs, "wall_s": wall, "items_per_s": items / wall,
+           "scoring_s": scoring[0], "scoring_items_per_s": items / scoring[0] if scoring[0] else None,
            "batch_size": w.config.evaluate.batch_size,
            "acc": {k: v.get("acc") for k, v in model["sets"].items()},
            "bpb": {k: v["bpb"] for k, v in model["bpb"].items()}}
+    rate = f"{out['scoring_items_per_s']:.1f}" if out["scoring_items_per_s"] else "n/a"
     print(f"evaluate: {items} benchmark items + {docs} held-out documents in {wall:.1f} s on {device}: "
-          f"{out['items_per_s']:.1f} items/s (whole stage, model load included; batch {out['batch_size']}) · "
+          f"{rate} items/s while scoring (batch {out['batch_size']}), {out['items_per_s']:.1f} over the "
+          f"whole stage (model load, contamination scan, held-out bpb) · "
           f"bpb {', '.join(f'{k} {v:.3f}' for k, v in out['bpb'].items())} · acc "
           + ", ".join(f"{k} {v:.3f}" for k, v in out["acc"].items() if v is not None))
     return out
