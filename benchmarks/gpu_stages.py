@@ -155,29 +155,18 @@ def _prompts(ws: Path, n: int) -> list[str]:
 def _start(ws: Path, model: Path, max_batch: int, backend: str, log: Path, cpu: bool):
     """`soberan serve` in its own process, with this interpreter and its flags (`-S` in the
     rehearsal, so the server imports only what the GPU box has)."""
-    import httpx
-
-    from serve_load import free_port
+    from serve_load import free_port, wait_up
 
     port = free_port()
     cmd = [sys.executable, *(["-S"] if sys.flags.no_site else []), "-c", "from soberan.cli import main; main()",
            "serve", "-w", str(ws), "--model", str(model), "--port", str(port), "--max-batch", str(max_batch),
            "--backend", backend]
     env = {**os.environ, "PYTHONUNBUFFERED": "1", **({"CUDA_VISIBLE_DEVICES": ""} if cpu else {})}
-    f = open(log, "w")
-    proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, env=env)
+    with open(log, "w") as f:
+        proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, env=env)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 300
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"soberan serve exited:\n{log.read_text()[-3000:]}")
-        try:
-            if httpx.get(url + "/health", timeout=1).status_code == 200:
-                return proc, url
-        except httpx.TransportError:
-            time.sleep(0.3)
-    proc.kill()
-    raise SystemExit("soberan serve did not come up in 300 s")
+    wait_up(proc, url, lambda: log.read_text()[-3000:])
+    return proc, url
 
 
 def serve(ws: Path, model: Path, streams: int, requests: int, single: int, max_tokens: int,

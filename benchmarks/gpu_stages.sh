@@ -130,8 +130,8 @@ if [ -d "$WS/model/final" ] && part serve "$NEED_SERVE"; then
 fi
 
 # 5. The checkpoint the GPU wrote, loaded and served by the CPU.
-CK=$(ls -d "$WS"/model/checkpoints/step-* 2>/dev/null | tail -1)
-if [ -n "$CK" ] && part cpu-load "$NEED_CPU"; then
+CK=$WS/model/final  # written on the GPU; the checkpoints beside it also hold 4 GB of optimizer state
+if [ -d "$CK" ] && part cpu-load "$NEED_CPU"; then
   timeout $(( $(left) - 5 )) "${HELP[@]}" serve "$WS" "$CK" --cpu "${CPUSERVE[@]}" --json "$OUT/cpu_load.json" \
     >"$OUT/cpu_load.log" 2>&1 || FAIL=1
   grep "^cpu-load\|^serve" "$OUT/cpu_load.log" | tee -a "$OUT/summary.txt" || tail -15 "$OUT/cpu_load.log"
