@@ -31,6 +31,7 @@ SHARED = Path(os.environ.get("SOBERAN_SHARED_DATA", REPO.parent / "shared" / "da
 LIMIT_MIB = 64
 KOBEST = ["BoolQ", "COPA", "HellaSwag", "SentiNeg", "WiC"]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(REPO / "src"))
 
 from gpu_box import CARRY  # noqa: E402
 
@@ -91,40 +92,42 @@ def prepare_slice(out: Path, source: str, max_files: int, new_tokens: int, kobes
     if source == "laws" and not laws.is_dir():
         print(f"{laws} not present: the slice is the konlpy text", file=sys.stderr)
         source = "konlpy"
+    # Not `init --demo`: the demo adapts a base model, and this slice trains one from scratch.
+    _soberan("init", str(ws), "--lang", "ko", "--jurisdiction", "KR", "--name", "gpu-slice")
+    picked = out.parent / f".{out.name}-input"  # the collect input; raw/ holds it once collected
+    shutil.rmtree(picked, ignore_errors=True)
     if source == "laws":
-        _soberan("init", str(ws), "--lang", "ko", "--jurisdiction", "KR", "--name", "gpu-slice")
-        # The collect input lives outside the slice: it has done its work once raw/ holds it.
-        picked = out.parent / f".{out.name}-laws"
-        shutil.rmtree(picked, ignore_errors=True)
         picked.mkdir()
         for f in sorted(laws.glob("laws-*.jsonl"))[:max_files]:
             shutil.copy(f, picked / f.name)
-        cfg = ws / "soberan.toml"
-        # Statutes repeat their formulae and number their articles by design: as in the demo,
-        # edited institutional text skips the web-page document filters.
-        cfg.write_text(cfg.read_text() + '\n[curate.quality]\nexempt_sources = ["laws"]\n'
-                       + f'\n[[sources]]\nname = "laws"\nkind = "jsonl"\npath = "{picked}"\n'
-                       'license = "LicenseRef-KR-Public-Domain"\njurisdiction = "KR"\nlang = "ko"\n'
-                       'description = "Korean statutes in force (law.go.kr), public domain under Art. 7 '
-                       'of the Korean Copyright Act"\n')
+        src = ('name = "laws"\nkind = "jsonl"\ndescription = "Korean statutes in force (law.go.kr)"\n')
     else:
-        _soberan("init", str(ws), "--lang", "ko", "--jurisdiction", "KR", "--name", "gpu-slice", "--demo")
+        from soberan.workspace import konlpy_corpus_dir
+
+        shutil.copytree(konlpy_corpus_dir(), picked)
+        src = ('name = "konlpy"\nkind = "files"\ninclude = ["**/*.txt"]\n'
+               'description = "Constitution of the Republic of Korea and National Assembly bills (konlpy wheel)"\n')
+    # Public domain under Art. 7 of the Korean Copyright Act. Statutes repeat their formulae and
+    # number their articles by design: as in the demo, edited institutional text skips the
+    # web-page document filters.
     cfg = ws / "soberan.toml"
+    name = src.split('"')[1]
+    cfg.write_text(cfg.read_text() + f'\n[curate.quality]\nexempt_sources = ["{name}"]\n\n[[sources]]\n{src}'
+                   f'path = "{picked}"\nlicense = "LicenseRef-KR-Public-Domain"\njurisdiction = "KR"\nlang = "ko"\n')
     set_key(cfg, "tokenizer", "new_tokens", str(new_tokens))
     _soberan("collect", "-w", str(ws))
     _soberan("curate", "-w", str(ws))
     _soberan("tokenizer", "run", "-w", str(ws))  # extend Mistral v1, as [tokenizer] says
     pack(ws)
-    if source == "laws":
-        shutil.rmtree(picked, ignore_errors=True)
+    shutil.rmtree(picked, ignore_errors=True)
     shutil.rmtree(ws / "work", ignore_errors=True)  # curate's scratch space
     if kobest_items and (SHARED / "kobest" / "v1.0").is_dir():
         for task in KOBEST:
             for split in ("test", "train"):  # train: the few-shot examples
-                src = SHARED / "kobest" / "v1.0" / task / f"{split}.tsv"
-                dst = ws / "eval-data" / "kobest" / "v1.0" / task / src.name
+                tsv = SHARED / "kobest" / "v1.0" / task / f"{split}.tsv"
+                dst = ws / "eval-data" / "kobest" / "v1.0" / task / tsv.name
                 dst.parent.mkdir(parents=True, exist_ok=True)
-                with open(src, encoding="utf-8") as f:
+                with open(tsv, encoding="utf-8") as f:
                     dst.write_text("".join(line for _, line in zip(range(kobest_items + 1), f)), encoding="utf-8")
         set_key(cfg, "evaluate", "shared_data", '"eval-data"')
         set_key(cfg, "evaluate", "sets", '["kobest"]')
@@ -134,7 +137,6 @@ def prepare_slice(out: Path, source: str, max_files: int, new_tokens: int, kobes
 def pack(ws_root: Path) -> None:
     """The train stage's own packing (tokens.bin, docs.parquet, held-out split, their ledger
     records), without training: the GPU run finds the key unchanged and reuses it."""
-    sys.path.insert(0, str(REPO / "src"))
     from soberan.train.pretrain import _resolve, accelerator_for, load_tokenizer, prepare_data
     from soberan.ui import console
     from soberan.workspace import Workspace

@@ -21,15 +21,18 @@ left() { echo $((BUDGET - ($(date +%s) - start))); }
 
 if [ $REHEARSAL = 0 ]; then
   nvidia-smi --query-gpu=name,memory.total --format=csv,noheader 2>/dev/null | tee "$OUT/gpu.txt"
-  if ls "$GPU"/wheels/*.whl >/dev/null 2>&1; then  # into a folder of their own: the image stays as it is
-    $PYTHON -m pip install --quiet --no-index --no-deps --target "$OUT/site" "$GPU"/wheels/*.whl 2>&1 | tail -3 ||
-      for w in "$GPU"/wheels/*.whl; do $PYTHON -m zipfile -e "$w" "$OUT/site"; done  # no pip: a wheel is a zip
-    export PYTHONPATH=src:$OUT/site
-  fi
   if ! $PYTHON -c 'import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)'; then
     echo "no CUDA device: $($PYTHON -c 'import sys; sys.path.insert(0, "src")
 from soberan.device import cuda_missing_reason; print(cuda_missing_reason())'); running the CPU rehearsal instead"
     REHEARSAL=1
+  elif ls "$GPU"/wheels/*.whl >/dev/null 2>&1; then  # into a folder of their own: the image stays as it is
+    $PYTHON -m pip install --quiet --no-index --no-deps --target "$OUT/site" "$GPU"/wheels/*.whl 2>&1 | tail -3 ||
+      for w in "$GPU"/wheels/*.whl; do $PYTHON -m zipfile -e "$w" "$OUT/site"; done  # no pip: a wheel is a zip
+    export PYTHONPATH=src:$OUT/site
+  fi
+  if [ $REHEARSAL = 0 ] && ! $PYTHON -c 'import pydantic, fastapi, uvicorn, pycountry, license_expression' 2>/dev/null; then
+    echo "the stages' packages are missing (pydantic, fastapi, uvicorn, ...): run benchmarks/gpu_prepare.py" \
+         "here and carry $GPU"; exit 2
   fi
 fi
 PY=("$PYTHON")
