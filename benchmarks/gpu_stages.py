@@ -220,7 +220,7 @@ def serve(ws: Path, model: Path, streams: int, requests: int, single: int, max_t
               f"({streams} concurrent streams; goal >= 5x, 0 errors)")
     else:
         out["errors"] = rows[0]["errors"]
-        print(f"cpu-load: a GPU-written checkpoint served on the CPU: {rows[0]['requests'] - rows[0]['errors']}"
+        print(f"cpu-load: {model.name} of the training run served on the CPU: {rows[0]['requests'] - rows[0]['errors']}"
               f"/{rows[0]['requests']} ok, sample {rows[0]['sample']!r}")
     return out
 

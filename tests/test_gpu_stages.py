@@ -160,5 +160,5 @@ def test_cpu_rehearsal_of_the_gpu_script_runs_every_part(tmp_path):
     assert r.returncode == 0, out[-4000:]
     assert "skipped" not in out, out[-4000:]
     for line in ("train: tokens_per_s", "resume: same loss curve", "evaluate: ", "serve: batching_speedup",
-                 "cpu-load: a GPU-written checkpoint served on the CPU: 2/2 ok", "result: ok"):
+                 "cpu-load: final of the training run served on the CPU: 2/2 ok", "result: ok"):
         assert line in out, (line, out[-4000:])
