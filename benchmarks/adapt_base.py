@@ -17,8 +17,8 @@ difference against the base; tokens per character of each arm's tokenizer; train
 KoBEST through `soberan evaluate` (CIs, chance and majority levels, degenerate flags); and the
 step at which (c) overtakes (b) on the train stage's own held-out units, if it does.
 
-    .venv/bin/python benchmarks/adapt_base.py [--steps 16] [--micro-batch 8] [--seq-len 256]
-        [--embed-steps 4] [--new-tokens 8000] [--ntrex 300] [--kobest-limit 100] [--laws 60]
+    .venv/bin/python benchmarks/adapt_base.py [--steps 12] [--micro-batch 8] [--seq-len 256]
+        [--embed-steps 3] [--new-tokens 8000] [--ntrex 300] [--kobest-limit 100] [--laws 60]
 
 The last line reads
 `adapt: ko_bpb base=<x> keep=<y> extend=<z> en_bpb base=<x> keep=<y> extend=<z>`.
@@ -43,7 +43,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(os.environ.get("SOBERAN_SHARED_DATA", REPO.parent / "shared" / "data"))
-SOBERAN = [sys.executable, "-m", "soberan.cli"]
+SOBERAN = [str(Path(sys.executable).parent / "soberan")]
 NTREX = {"ko": "newstest2019-ref.kor.txt", "en": "newstest2019-src.eng.txt"}
 
 
@@ -102,7 +102,7 @@ fields = {{ text = "text", id = "id", url = "url", title = "title" }}
     text = set_keys(text, "train", {"max_steps": str(args.steps), "micro_batch": str(args.micro_batch),
                                     "seq_len": str(args.seq_len), "eval_every": str(args.eval_every),
                                     "checkpoint_every": str(args.steps), "lr": str(args.lr),
-                                    "warmup_steps": "1"})
+                                    "warmup_steps": "1", "eval_max_bytes": str(args.eval_bytes)})
     cfg.write_text(text)
     return root
 
@@ -159,12 +159,13 @@ def curve(model_out: Path) -> dict[int, float]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "out" / "adapt")
-    ap.add_argument("--steps", type=int, default=16)
+    ap.add_argument("--steps", type=int, default=12)
     ap.add_argument("--micro-batch", type=int, default=8)
     ap.add_argument("--seq-len", type=int, default=256)
     ap.add_argument("--lr", type=float, default=3e-4)
-    ap.add_argument("--embed-steps", type=int, default=4)
-    ap.add_argument("--eval-every", type=int, default=4)
+    ap.add_argument("--embed-steps", type=int, default=3)
+    ap.add_argument("--eval-every", type=int, default=6)
+    ap.add_argument("--eval-bytes", type=int, default=8000, help="held-out bytes per language the train curve scores")
     ap.add_argument("--new-tokens", type=int, default=8000)
     ap.add_argument("--laws", type=int, default=60, help="statutes from korean_laws to collect")
     ap.add_argument("--ntrex", type=int, default=300, help="NTREX sentences per language")

@@ -12,6 +12,14 @@ errors summed over every mode).
 
 Request i samples at temperature 0.8 with seed i in every mode, so every mode does the same work
 for the same prompts and the modes differ only in how the server schedules it.
+
+The `stall` phase is the server under attack: 300 connections from another loopback address
+(127.0.0.2, so they count as another client) each send half a request header and then nothing,
+reopening when the server closes them, while the 64 streaming clients run as above and
+`/health` is probed every 50 ms. Goal: 0 errors for the streaming clients, `/health` p99 under
+200 ms. Loopback only; every socket is closed when the phase ends.
+
+    .venv/bin/python benchmarks/serve_load.py --phases stall     # just the attack phase
 """
 
 from __future__ import annotations
@@ -170,6 +178,91 @@ async def drive(url: str, key: str, model: str, prompts: list[str], streams: int
         return list(results), time.perf_counter() - t0
 
 
+async def stall_one(host: str, port: int, stop: asyncio.Event, stats: dict) -> None:
+    """One attacker connection: half a header, then silence; reopened after the server closes it."""
+    while not stop.is_set():
+        writer = None
+        try:
+            reader, writer = await asyncio.open_connection(host, port, local_addr=("127.0.0.2", 0))
+            writer.write(b"GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: ")  # never finished
+            await writer.drain()
+            stats["open"] += 1
+            stats["peak"] = max(stats["peak"], stats["open"])
+            reply, closed = b"", False
+            while not stop.is_set() and not closed:
+                try:
+                    chunk = await asyncio.wait_for(reader.read(4096), timeout=0.5)
+                except asyncio.TimeoutError:
+                    continue  # still held open by the server: keep stalling
+                except OSError:
+                    chunk = b""
+                reply += chunk
+                closed = not chunk
+            stats["open"] -= 1
+            if closed:
+                status = reply.split(b" ", 2)[1].decode() if reply.startswith(b"HTTP/") else "no reply"
+                stats["closed_by"][status] = stats["closed_by"].get(status, 0) + 1
+        except OSError as e:
+            stats["connect_errors"][type(e).__name__] = stats["connect_errors"].get(type(e).__name__, 0) + 1
+        finally:
+            if writer is not None:
+                writer.close()
+        await asyncio.sleep(0.5)  # a patient attacker, not a CPU burner on a 2-core machine
+
+
+PROBE = """
+import json, sys, time, httpx
+lat, errors = [], []
+with httpx.Client(base_url=sys.argv[1], timeout=10) as c:
+    while not sys.stdin.closed:
+        t0 = time.perf_counter()
+        try:
+            ok = c.get("/health").status_code == 200
+            lat.append(time.perf_counter() - t0)
+            if not ok:
+                errors.append("health not 200")
+        except httpx.HTTPError as e:
+            errors.append(type(e).__name__)
+        import select
+        if select.select([sys.stdin], [], [], 0.05)[0]:
+            break
+print(json.dumps({"lat": lat, "errors": errors}))
+"""
+
+
+def start_prober(url: str) -> subprocess.Popen:
+    """/health every 50 ms from its own process, so that this process's own load (300 attacker
+    sockets, 64 streams) is not in the measurement; stopped by closing its stdin."""
+    return subprocess.Popen([sys.executable, "-c", PROBE, url], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True)
+
+
+async def under_attack(url: str, key: str, model: str, prompts: list[str], streams: int, max_tokens: int,
+                       stalled: int, seconds: float) -> tuple[list[Result], float, dict]:
+    host, port = url.removeprefix("http://").split(":")
+    stats = {"open": 0, "peak": 0, "closed_by": {}, "connect_errors": {}}
+    stop = asyncio.Event()
+    attackers = [asyncio.create_task(stall_one(host, int(port), stop, stats)) for _ in range(stalled)]
+    await asyncio.sleep(2.0)  # the stalled connections are in place before the real clients come
+    prober = start_prober(url)
+    try:
+        # Rounds of the streaming workload until the attack has run `seconds`, so that the
+        # server's header deadline (10 s) passes at least once while the clients stream.
+        results, wall = [], 0.0
+        while wall < seconds:
+            more, took = await drive(url, key, model, prompts, streams, max_tokens)
+            results += more
+            wall += took
+    finally:
+        probed = json.loads(prober.communicate(input="stop\n", timeout=30)[0])
+        stop.set()
+        await asyncio.gather(*attackers, return_exceptions=True)
+    health, health_errors = probed["lat"], probed["errors"]
+    stats.update(health_p50=pct(health, 50), health_p99=pct(health, 99), health_max=max(health, default=0),
+                 health_probes=len(health), health_errors=health_errors[:3], health_error_count=len(health_errors))
+    return results, wall, stats
+
+
 def pct(values: list[float], q: float) -> float:
     if not values:
         return float("nan")
@@ -214,6 +307,10 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=0, help="server torch threads (0 = all cores)")
     ap.add_argument("--no-int8", action="store_true", help="skip the int8 mode and its bpb cost")
     ap.add_argument("--json", type=Path, help="also write the results here")
+    ap.add_argument("--phases", default="batched,one,int8,stall",
+                    help="which phases to run, comma-separated: batched, one, int8, stall")
+    ap.add_argument("--stalled", type=int, default=300, help="stalled connections in the stall phase")
+    ap.add_argument("--stall-seconds", type=float, default=25.0, help="how long the stall phase streams")
     args = ap.parse_args()
 
     sys.path.insert(0, str(REPO / "src"))
@@ -235,16 +332,25 @@ def main() -> None:
     n = args.requests or 2 * args.streams
     prompts = (prompts_for(args.lang, n) * n)[:n]
 
-    modes = [Mode("batched", args.max_batch), Mode("one-at-a-time", 1)]
-    if not args.no_int8:
-        modes.append(Mode("batched int8", args.max_batch, "int8"))
+    phases = set(args.phases.split(","))
+    if args.no_int8:
+        phases.discard("int8")
+    modes = [m for m, p in [(Mode("batched", args.max_batch), "batched"), (Mode("one-at-a-time", 1), "one"),
+                            (Mode("batched int8", args.max_batch, "int8"), "int8"),
+                            (Mode(f"batched, {args.stalled} stalled connections", args.max_batch), "stall")]
+             if p in phases]
+    attack: dict | None = None
     for mode in modes:
         proc, url = start_server(ws.root, model, mode, args.threads)
         try:
             import httpx
 
             model_id = httpx.get(url + "/v1/models", headers={"Authorization": f"Bearer {key}"}).json()["data"][0]["id"]
-            mode.results, mode.wall = asyncio.run(drive(url, key, model_id, prompts, args.streams, args.max_tokens))
+            if "stalled" in mode.name:
+                mode.results, mode.wall, attack = asyncio.run(under_attack(
+                    url, key, model_id, prompts, args.streams, args.max_tokens, args.stalled, args.stall_seconds))
+            else:
+                mode.results, mode.wall = asyncio.run(drive(url, key, model_id, prompts, args.streams, args.max_tokens))
         finally:
             proc.terminate()
             proc.wait(timeout=60)
@@ -261,14 +367,23 @@ def main() -> None:
         print(f"| {r['mode']} | {r['max_batch']} | {r['req_s']:.2f} | {r['tok_s']:.1f} | {r['chars_s']:.1f} | "
               f"{r['ttft_p50']:.2f} / {r['ttft_p99']:.2f} | {r['lat_p50']:.2f} / {r['lat_p99']:.2f} | {r['errors']} |")
     out = {"model": str(model), "streams": args.streams, "requests": n, "max_tokens": args.max_tokens, "modes": rows}
-    if not args.no_int8:
+    if attack is not None:
+        out["stall"] = attack
+        print(f"\nunder attack: {args.stalled} stalled connections from 127.0.0.2 (peak held open "
+              f"{attack['peak']}, closed by the server: {attack['closed_by']}, connect errors: "
+              f"{attack['connect_errors'] or 0}); /health p50 {1000 * attack['health_p50']:.0f} ms, "
+              f"p99 {1000 * attack['health_p99']:.0f} ms, max {1000 * attack['health_max']:.0f} ms over "
+              f"{attack['health_probes']} probes, {attack['health_error_count']} failed")
+    by = {r["mode"]: r for r in rows}
+    if "int8" in phases and {"batched", "batched int8"} <= set(by):
         fp32, int8, nbytes = bpb_cost(model, args.lang)
-        speed = rows[2]["tok_s"] / rows[0]["tok_s"] if rows[0]["tok_s"] else float("nan")
+        speed = by["batched int8"]["tok_s"] / by["batched"]["tok_s"] if by["batched"]["tok_s"] else float("nan")
         out["bpb"] = {"fp32": fp32, "int8": int8, "bytes": nbytes}
         print(f"\nint8: bits/byte {int8:.5f} vs fp32 {fp32:.5f} ({int8 - fp32:+.5f}, "
               f"{100 * (int8 - fp32) / fp32:+.2f}%) on {nbytes} bytes of held-out {args.lang} text; "
               f"batched throughput x{speed:.2f} of fp32")
-    speedup = rows[0]["tok_s"] / rows[1]["tok_s"] if rows[1]["tok_s"] else float("nan")
+    speedup = (by["batched"]["tok_s"] / by["one-at-a-time"]["tok_s"]
+               if {"batched", "one-at-a-time"} <= set(by) and by["one-at-a-time"]["tok_s"] else float("nan"))
     errors = sum(r["errors"] for r in rows)
     if args.json:
         args.json.write_text(json.dumps({**out, "batching_speedup": speedup, "errors": errors}, indent=1))

@@ -4,6 +4,7 @@ tests that need it skip cleanly when it is not."""
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,8 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+# Chains are anchored outside their workspace (soberan.ledger.anchor_dir); tests never write to ~.
+os.environ.setdefault("SOBERAN_ANCHOR_DIR", tempfile.mkdtemp(prefix="soberan-anchors-"))
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("SOBERAN_SHARED_DATA", REPO.parent / "shared" / "data"))

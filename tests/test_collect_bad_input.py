@@ -195,3 +195,47 @@ jurisdiction = "KR"
     r = CliRunner().invoke(app, ["ledger", "query", "-w", str(ws.root),
                                  "SELECT rule, count(*) AS n FROM decisions WHERE stage='collect' GROUP BY rule"])
     assert r.exit_code == 0 and "binary" in r.output
+
+
+def test_symlink_loops_fifos_and_dangling_links_are_recorded(workspace, tmp_path):
+    import os
+
+    d = tmp_path / "tree"
+    (d / "sub").mkdir(parents=True)
+    (d / "good.txt").write_text(KO)
+    (d / "sub" / "also.txt").write_text(KO + " 둘")
+    os.symlink("b", d / "a")  # a → b → a
+    os.symlink("a", d / "b")
+    os.symlink("..", d / "sub" / "up")  # a folder link to its own parent
+    os.symlink("nowhere.txt", d / "dangling")
+    os.symlink("good.txt", d / "alias.txt")  # a link to a file is read like the file
+    os.mkfifo(d / "pipe")  # opened, it would block the run forever
+    ws = sources(workspace, f"""
+[[sources]]
+name = "tree"
+kind = "files"
+path = "{d}"
+license = "CC0-1.0"
+jurisdiction = "KR"
+""")
+    run(ws, show_progress=False)
+    assert sorted(r["url"] for r in docs_of(ws)) == ["alias.txt", "good.txt", "sub/also.txt"]
+    rej = _by_locator(ws)
+    assert {k: v["rule"] for k, v in rej.items()} == {
+        "a": "symlink_loop", "b": "symlink_loop", "sub/up": "symlink_loop", "dangling": "broken_symlink",
+        "pipe": "not_a_file"}
+    assert "FIFO" in rej["pipe"]["reason"]
+    # a glob source walks the same way (glob.glob would follow sub/up round and round)
+    ws2 = sources(workspace, f"""
+[[sources]]
+name = "globbed"
+kind = "files"
+path = "{d}/**/*"
+license = "CC0-1.0"
+jurisdiction = "KR"
+""")
+    from soberan.collect.files import list_inputs
+
+    src = [s for s in ws2.config.sources if s.name == "globbed"][0]
+    rels = sorted(r for _, r in list_inputs(ws2.config, src)[1])
+    assert rels == ["a", "alias.txt", "b", "dangling", "good.txt", "pipe", "sub/also.txt", "sub/up"]

@@ -85,3 +85,156 @@ def test_decisions_are_batched_idempotent_and_queryable(workspace):
 
 def test_ledger_on_empty_folder(tmp_path):
     assert "no ledger" in str(Ledger(tmp_path).verify()[0])
+
+
+# --- anchoring: what someone who can write the workspace cannot hide ---------------------------
+
+def _chain(workspace, n=12):
+    led = workspace.ledger
+    for i in range(n):
+        led.record_event("step", i=i)
+    return led
+
+
+def _rehash_from(led, start: int, lines: list[str]) -> None:
+    """What a careful attacker does: fix every later record's `prev` and `hash`, and HEAD."""
+    from soberan.ledger import record_hash
+
+    prev = json.loads(lines[start - 1])["hash"] if start else "0" * 64
+    for i in range(start, len(lines)):
+        rec = json.loads(lines[i])
+        rec["prev"] = prev
+        rec["hash"] = record_hash(rec)
+        lines[i] = json.dumps(rec, ensure_ascii=False, sort_keys=True)
+        prev = rec["hash"]
+    led.records_path.write_text("\n".join(lines) + "\n")
+    last = json.loads(lines[-1])
+    led.head_path.write_text(f"{last['seq']} {last['hash']}\n")
+
+
+def test_cut_with_rewritten_head_fails_verify(workspace):
+    led = _chain(workspace)
+    lines = led.records_path.read_text().splitlines()
+    _rehash_from(led, len(lines) - 5, lines[:-5])  # cut 5 and rewrite HEAD to match
+    problems = [str(p) for p in led.verify()]
+    assert any("cut" in p for p in problems), problems
+    r = CliRunner().invoke(app, ["ledger", "verify", "-w", str(workspace.root)])
+    assert r.exit_code == 1 and "cut" in r.output
+
+
+def test_edit_with_every_later_record_rehashed_fails_verify(workspace):
+    led = _chain(workspace)
+    lines = led.records_path.read_text().splitlines()
+    rec = json.loads(lines[4])
+    rec["i"] = 999
+    lines[4] = json.dumps(rec)
+    _rehash_from(led, 4, lines)
+    problems = [str(p) for p in led.verify()]
+    assert any(p.startswith("record 4:") and "rewritten" in p for p in problems), problems
+
+
+def test_deleting_the_chain_and_head_fails_verify(workspace):
+    led = _chain(workspace)
+    led.records_path.unlink()
+    led.head_path.unlink()
+    problems = [str(p) for p in led.verify()]
+    assert len(problems) == 1 and "deleted" in problems[0], problems
+
+
+def test_anchor_lives_outside_the_workspace(workspace):
+    led = _chain(workspace, 2)
+    anchor = led.anchored()
+    assert anchor is not None and workspace.root.resolve() not in anchor.resolve().parents
+    assert anchor.read_text().splitlines()[-1] == led.head_path.read_text().strip()
+
+
+def test_torn_last_line_is_kept_aside_recorded_and_not_fatal(workspace):
+    led = _chain(workspace)
+    size = led.records_path.stat().st_size
+    with open(led.records_path, "r+b") as f:  # `truncate -s -40`: a write that never finished
+        f.truncate(size - 40)
+    assert len(led.records()) == 12  # the torn record is skipped, not a JSONDecodeError
+    assert led.verify() == []  # recovered on the way, and the chain checks out against the anchor
+    torn = led.torn_events()
+    assert len(torn) == 1 and torn[0]["replaces"]["seq"] == 12 and torn[0]["torn_bytes"] > 0
+    aside = led.records_path.with_name(torn[0]["kept_aside"])
+    assert aside.exists() and len(aside.read_bytes()) == torn[0]["torn_bytes"]
+    led.record_event("after")
+    assert led.verify() == [] and led.records()[-1]["event"] == "after"
+    r = CliRunner().invoke(app, ["ledger", "verify", "-w", str(workspace.root)])
+    assert r.exit_code == 0 and "torn" in r.output and torn[0]["kept_aside"] in r.output, r.output
+
+
+def _decisions(workspace):
+    led = workspace.ledger
+    t = pa.table({"doc_id": ["d1", "d2", "d3"], "step": ["quality"] * 3,
+                  "action": ["dropped", "kept", "dropped"], "rule": ["r", None, "r"],
+                  "reason": ["short", None, "short"]})
+    path = led.write_decisions("curate", "shard-0", t)
+    assert led.verify() == []
+    return led, path
+
+
+def test_deleting_a_decision_row_fails_verify(workspace):
+    import pyarrow.parquet as pq
+
+    led, path = _decisions(workspace)
+    t = pq.read_table(path)
+    pq.write_table(t.slice(1), path)
+    assert any("decisions file" in str(p) and "changed" in str(p) for p in led.verify())
+
+
+def test_editing_a_decision_reason_fails_verify(workspace):
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    led, path = _decisions(workspace)
+    t = pq.read_table(path)
+    i = t.schema.get_field_index("reason")
+    pq.write_table(t.set_column(i, "reason", pc.replace_substring(t["reason"], "short", "duplicate")), path)
+    assert any("changed" in str(p) for p in led.verify())
+
+
+def test_deleting_a_decisions_file_fails_verify_unless_retired(workspace):
+    led, path = _decisions(workspace)
+    path.unlink()
+    problems = [str(p) for p in led.verify()]
+    assert any("shard-0.parquet" in p and "removed" in p for p in problems), problems
+    r = CliRunner().invoke(app, ["ledger", "verify", "-w", str(workspace.root)])
+    assert r.exit_code == 1
+    led2, path2 = _decisions(workspace)  # rewritten by a rerun: the newer record rules
+    led2.remove_decisions([path2.parent], "reset")  # removed on purpose: retired first
+    assert led2.verify() == []
+
+
+def test_decisions_files_from_before_hashing_are_adopted_once(workspace):
+    """A workspace whose older decisions files have no record: the first new write records them
+    (marked adopted), so verify passes; a file edited after that is still named."""
+    import pyarrow.parquet as pq
+
+    from soberan.ledger import DECISION_SCHEMA, conform
+
+    led = workspace.ledger
+    old = led.decisions_dir / "collect" / "src.000000.parquet"
+    old.parent.mkdir(parents=True)
+    pq.write_table(conform(pa.table({"doc_id": ["x"], "step": ["read"], "action": ["rejected"]}),
+                           DECISION_SCHEMA, stage="collect"), old)  # as an older soberan wrote it
+    _decisions(workspace)  # the first hashed write (asserts verify passes)
+    adopted = [r for r in led.records("decisions") if r.get("adopted")]
+    assert [r["path"] for r in adopted] == ["ledger/decisions/collect/src.000000.parquet"]
+    (led.decisions_dir / ".in-chain").unlink()  # deleting the marker adopts nothing already known
+    pq.write_table(pq.read_table(old).slice(0, 0), old)
+    led.write_decisions("curate", "shard-1", pa.table(
+        {"doc_id": ["d9"], "step": ["quality"], "action": ["kept"]}))
+    assert len([r for r in led.records("decisions") if r.get("adopted")]) == 1
+    assert any("src.000000.parquet" in str(p) and "changed" in str(p) for p in led.verify())
+
+
+def test_an_unwritable_anchor_folder_warns_once_and_never_stops_a_build(workspace, monkeypatch, tmp_path, capsys):
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the anchor folder should be")
+    monkeypatch.setenv("SOBERAN_ANCHOR_DIR", str(blocker / "anchors"))
+    led = _chain(workspace, 3)
+    err = capsys.readouterr().err
+    assert err.count("cannot anchor") == 1 and "SOBERAN_ANCHOR_DIR" in err
+    assert led.verify() == [] and len(led.records()) == 1 + 3  # init + 3: the chain is whole

@@ -313,3 +313,27 @@ def test_rules_and_packs_pickle_for_worker_processes():
         assert pack.words is get_pack(code).words
         assert [r.name for r in pack.pii] == [r.name for r in get_pack(code).pii]
     assert pickle.loads(pickle.dumps(get_pack("en"))).words("abc def") == ["abc", "def"]
+
+
+@pytest.mark.parametrize("text", ["주문번호 4111 0812 3456 7891", "주문번호 4111-0812-3456-7891",
+                                  "주문번호 4111081234567891"])
+def test_a_number_rejected_whole_is_not_redacted_piecewise(text):
+    """16 digits that fail the Luhn check are not a card; their last 12 are not a phone either."""
+    assert redact(text, rules_for(["ko"])) == (text, [])
+
+
+def test_two_numbers_side_by_side_are_still_two():
+    # mixed separators: a short number, then a real phone number, not one rejected whole
+    assert redact("5123 4567 010-1234-5678", rules_for(["ko"])) == ("5123 4567 <KR_PHONE>", ["KR_PHONE"])
+
+
+@pytest.mark.parametrize("region", ["96", "97", "98", "99"])
+def test_rrn_region_digits_96_to_99_are_redacted(region):
+    """The region digits are not checked (python-stdnum wants 00-95; 96-99 exist, and numbers
+    issued since 2020-10-05 have none): a valid date and check digit is enough."""
+    from soberan.lang.ko import rrn_valid
+
+    rrn = kr_rrn("631214", f"1{region}899")
+    assert rrn_valid(rrn)
+    assert redact(f"주민번호 {rrn}", rules_for(["ko"])) == ("주민번호 <KR_RRN>", ["KR_RRN"])
+    assert redact("631214-1998995", rules_for(["ko"]))[1] == ["KR_RRN"]  # the issue's own number

@@ -293,3 +293,42 @@ jurisdiction = "KR"
 
     md = eu_markdown(f["eu_summary"])
     assert "site11.go.kr, site10.go.kr" in md and "soberan-collect/0.1" in md
+
+
+def test_funnel_token_column_closes_with_the_edits_row(built):
+    """Dropped tokens are counted as collected; the kept documents' own edits are a row, so that
+    collected - drops - edits = the curated corpus (tokens as well as documents)."""
+    ws, s, f = built
+    fu = f["funnel"]
+    assert fu["closes_tokens"] is True
+    assert fu["steps"][-1]["remaining"]["tokens"] - fu["edited"]["tokens"] == fu["kept"]["tokens"]
+    from tokenizers import Tokenizer
+
+    tok = Tokenizer.from_file(str(ws.stage_dir("tokenizer") / "final" / "tokenizer.json"))
+    ntok = lambda texts: sum(len(e.ids) for e in tok.encode_batch(texts, add_special_tokens=False))  # noqa: E731
+    raw, cur = read_corpus(ws.stage_dir("collect")), read_corpus(ws.stage_dir("curate"))
+    kept = set(cur.column("id").to_pylist())
+    as_collected = [t for i, t in zip(raw.column("id").to_pylist(), raw.column("text").to_pylist()) if i in kept]
+    assert fu["edited"]["tokens"] == ntok(as_collected) - ntok(cur.column("text").to_pylist())
+    assert "edits to kept documents" in s.html.read_text()
+
+
+def test_evaluation_chart_shows_every_row_without_overlap():
+    from soberan.report import make_charts
+
+    rows = [{"task": f"task_{i:02d}_with_a_rather_long_name", "metric": "acc", "values": [i / 40, None]}
+            for i in range(30)]
+    svg = make_charts({"funnel": {}, "composition": {}, "training": {}, "fertility": {},
+                       "evaluation": {"table": {"models": ["model/final", "baseline"], "rows": rows}}})["evaluation"]
+    ys = [float(y) for y in re.findall(r'<text x="[\d.]+" y="([\d.]+)" text-anchor="end">', svg)]
+    assert len(ys) == 30 and all(f"task_{i:02d}" in svg for i in range(30))
+    assert min(b - a for a, b in zip(ys, ys[1:])) >= 14  # a 12 px font, one label per row
+
+
+def test_report_says_the_anchor_and_the_serving_egress_guard(built, tmp_path):
+    ws, _, f = built
+    assert f["ledger"]["anchor"] and f["ledger"]["ok"]
+    ws.ledger.record_event("serve", model="m", egress="network namespace (loopback only) + Python audit hook")
+    s = report(ws, license="Apache-2.0")
+    page = s.html.read_text()
+    assert "network namespace (loopback only)" in page and "checked against its anchor" in page

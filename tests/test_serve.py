@@ -51,12 +51,12 @@ class Running:
 def start(ws, model=None, **overrides) -> Running:
     import uvicorn
 
-    from soberan.serve import build_server, settings_for
+    from soberan.serve import build_server, settings_for, uvicorn_config
     from soberan.serve.app import create_app
 
-    srv = build_server(ws, settings_for(ws, **overrides), model)
-    server = uvicorn.Server(uvicorn.Config(create_app(srv), host="127.0.0.1", port=0,
-                                           log_level="warning", access_log=False))
+    settings = settings_for(ws, **overrides)
+    srv = build_server(ws, settings, model)
+    server = uvicorn.Server(uvicorn_config(create_app(srv), settings, host="127.0.0.1", port=0))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.time() + 60
@@ -224,6 +224,174 @@ def test_oversized_bodies_get_413_before_being_read(served):
 
     _is_openai_error(c.post("/v1/completions", content=chunked(), headers={"content-type": "application/json"}),
                      413, "request_too_large")
+
+
+# --- under abuse ------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def strict(served, tiny):
+    """A second server on the same workspace with short deadlines and small caps, so that the
+    limits can be seen in a test's time."""
+    run = start(served.ws, model=tiny, max_batch=2, max_body_bytes=2_000_000, header_timeout_s=0.6,
+                body_timeout_s=0.8, max_connections_per_client=6, unauthenticated_rate_limit=20)
+    run.keys.update(served.keys)
+    yield run
+    run.stop()
+
+
+def _raw_conn(url: str) -> socket.socket:
+    host, port = url.removeprefix("http://").split(":")
+    return socket.create_connection((host, int(port)), timeout=5)
+
+
+def _closed_within(sock: socket.socket, seconds: float) -> bytes:
+    """Read until the server closes the connection; fail if it is still open after `seconds`."""
+    sock.settimeout(seconds)
+    got = b""
+    try:
+        while chunk := sock.recv(4096):
+            got += chunk
+    except socket.timeout:
+        pytest.fail(f"connection still open after {seconds} s (got {got[:80]!r})")
+    return got
+
+
+def test_unauthenticated_noise_is_bounded(strict):
+    log = strict.srv.audit.records_path
+    before = log.stat().st_size if log.exists() else 0
+    n_before = len(strict.srv.audit.records())
+    anon = strict.client(key=None)
+    codes = [anon.get("/v1/" + "x" * 8000).status_code for _ in range(40)]
+    assert codes[:20] == [401] * 20 and set(codes[20:]) == {429}  # then rate-limited per client
+    new = strict.srv.audit.records()[n_before:]
+    mine = [r for r in new if r.get("type") == "request" and r.get("key_id") is None]
+    assert len(mine) <= 5  # the first few, with the path clipped
+    assert all(len(r["route"]) < 300 and "(+" in r["route"] for r in mine)
+    assert log.stat().st_size - before < 5 * 1024  # 40 requests of 8 KB paths: under 5 KB of log
+    aggregate = strict.srv.noise.flush(force=True)  # what the next window (or shutdown) writes
+    assert aggregate["refused"] == 40 - len(mine)
+    assert {(b["status"], b["count"]) for b in aggregate["by_status"]} >= {(429, 20)}
+
+
+def test_tokenizing_happens_off_the_event_loop(strict):
+    """Two clients send 1 MB prompts while /health is probed: it stays fast, and the prompts are
+    refused by size before a tokenizer sees them."""
+    big = {"model": strict.model, "prompt": "가나다 " * 110_000, "max_tokens": 4}  # 1.1 MB of UTF-8
+    results, lat = [], []
+
+    def hammer():
+        with strict.client() as c:
+            for _ in range(2):
+                results.append(c.post("/v1/completions", json=big))
+
+    threads = [threading.Thread(target=hammer) for _ in range(2)]
+    for t in threads:
+        t.start()
+    with strict.client(key=None) as anon:
+        while any(t.is_alive() for t in threads):
+            t0 = time.perf_counter()
+            assert anon.get("/health").status_code == 200
+            lat.append(time.perf_counter() - t0)
+            time.sleep(0.01)
+    for t in threads:
+        t.join()
+    assert [r.status_code for r in results] == [400] * 4
+    assert all(r.json()["error"]["code"] == "context_length_exceeded" for r in results)
+    assert "characters" in results[0].json()["error"]["message"]
+    assert max(lat) < 0.5, f"/health took up to {max(lat):.2f} s"
+
+
+def test_bad_bodies_are_4xx_not_500(strict, capfd):
+    c, m = strict.client(), strict.model
+    r = c.post("/v1/chat/completions", content=b'{"model": "%s", "messages": [{"role": "user", '
+               b'"content": "\\ud800"}]}' % m.encode(), headers={"content-type": "application/json"})
+    _is_openai_error(r, 400, "invalid_value")
+    assert "surrogate" in r.json()["error"]["message"]
+    _is_openai_error(c.post("/v1/completions", content=b"[" * 100_000 + b"]" * 100_000,
+                            headers={"content-type": "application/json"}), 400, "invalid_json")
+    # a client that leaves mid-body: 499 in the audit log, no traceback on the console
+    kid = strict.keys["alice"].split("-")[2].split(".")[0]
+    with _raw_conn(strict.url) as s:
+        s.sendall(b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                  b"Authorization: Bearer " + strict.keys["alice"].encode() +
+                  b"\r\nContent-Length: 5000\r\n\r\n{\"model\": ")
+        time.sleep(0.2)
+    deadline = time.time() + 5
+    while time.time() < deadline:
+        last = [r for r in strict.srv.audit.records() if r.get("key_id") == kid][-1]
+        if last["status"] == 499:
+            break
+        time.sleep(0.05)
+    assert last["status"] == 499 and last["route"] == "/v1/completions"
+    err = capfd.readouterr().err
+    assert "Traceback" not in err and "500" not in err
+
+
+@pytest.mark.parametrize("sent", [b"", b"GET /health HTTP/1.1\r\nHo",
+                                  b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                                  b"Content-Length: 100\r\nAuthorization: Bearer KEY\r\n\r\n{\"mo"])
+def test_stalled_connections_are_closed(strict, sent):
+    with _raw_conn(strict.url) as s:
+        s.sendall(sent.replace(b"KEY", strict.keys["alice"].encode()))
+        got = _closed_within(s, 5)
+    assert b" 408 " in got.split(b"\r\n")[0]
+
+
+def test_a_body_promised_to_a_public_route_does_not_hold_the_connection(strict):
+    """/health answers without reading a body; a client that promised one and sends nothing
+    must not keep the connection open forever after the answer."""
+    with _raw_conn(strict.url) as s:
+        s.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n")
+        got = _closed_within(s, 5)
+    assert got.startswith(b"HTTP/1.1 200")
+
+
+def test_connections_per_client_are_capped(strict):
+    socks = [_raw_conn(strict.url) for _ in range(6)]
+    try:
+        time.sleep(0.1)
+        with _raw_conn(strict.url) as extra:
+            assert b" 429 " in _closed_within(extra, 5)
+    finally:
+        for s in socks:
+            s.close()
+    time.sleep(0.1)
+    assert strict.client(key=None).get("/health").status_code == 200  # the slots came back
+
+
+@pytest.mark.parametrize("field, value, words", [
+    ("max_tokens", "5", "must be an integer"), ("max_tokens", True, "must be an integer"),
+    ("stream", "yes", "must be a boolean"), ("temperature", "0.5", "must be a number")])
+def test_wrong_types_are_422_naming_the_field(served, field, value, words):
+    r = served.client().post("/v1/completions", json={"model": served.model, "prompt": "x", field: value})
+    err = _is_openai_error(r, 422, "invalid_type")
+    assert err["param"] == field and words in err["message"]
+
+
+def test_nan_temperature_and_content_type(served):
+    c = served.client()
+    r = c.post("/v1/completions", content=b'{"model": "%s", "prompt": "x", "temperature": NaN}'
+               % served.model.encode(), headers={"content-type": "application/json"})
+    err = _is_openai_error(r, 422)
+    assert err["param"] == "temperature" and "must be a number" in err["message"]
+    body = json.dumps({"model": served.model, "prompt": "x"})
+    for ctype in ("text/plain", "application/x-www-form-urlencoded", None):
+        headers = {"content-type": ctype} if ctype else {}
+        _is_openai_error(c.post("/v1/completions", content=body, headers=headers), 415, "unsupported_media_type")
+    ok = c.post("/v1/completions", content=body, headers={"content-type": "application/json; charset=utf-8"})
+    assert ok.status_code == 200, ok.text
+
+
+def test_chat_page_head_favicon_hidden_and_fonts(served):
+    anon = served.client(key=None)
+    head = anon.head("/")
+    assert head.status_code == 200 and head.headers["content-type"].startswith("text/html")
+    icon = anon.get("/favicon.ico")
+    assert icon.status_code == 200 and icon.headers["content-type"] == "image/x-icon"
+    assert icon.content[:4] == b"\x00\x00\x01\x00"  # an ICO header
+    css = anon.get("/static/chat.css").text
+    assert "[hidden] { display: none !important; }" in css  # #login{display:flex} cannot win
+    assert '"Noto Sans CJK KR"' in css and '"Malgun Gothic"' in css and "fonts-noto-cjk" in css
 
 
 # --- generation -----------------------------------------------------------------------------
@@ -427,23 +595,46 @@ def test_chat_page_streams_a_korean_answer_in_chromium(served):
     assert rec["status"] == 200 and rec["stream"] is True and rec["completion_tokens"] > 0
 
 
-# --- the audit log, last: it has seen every request above ------------------------------------
+# --- the audit log ----------------------------------------------------------------------------
 
-def test_zz_audit_log_holds_every_request_and_verifies(served, tmp_path):
+def test_audit_log_holds_every_request_and_verifies(served, tmp_path):
+    """Stands alone: it makes the requests whose records it checks."""
     from soberan.cli import app
+    from soberan.serve.audit import audit_secret, keyed_hash
+    from soberan.serve.keys import create_key, keys_path
+
+    m, c = served.model, served.client()
+    once = create_key(keys_path(served.ws.stage_dir("serve")), "audit-once", rate_limit="1/min")[1]
+    assert c.post("/v1/completions", json={"model": m, "prompt": PROMPT, "max_tokens": 2}).status_code == 200
+    assert c.post("/v1/completions", json={"model": m, "prompt": "x", "temperature": 9}).status_code == 400
+    assert served.client(key=None).get("/v1/models").status_code == 401
+    assert c.get("/v1/models/gpt-4").status_code == 404
+    assert c.post("/v1/completions", content=b"{" * 20000,
+                  headers={"content-type": "application/json"}).status_code == 413
+    assert [served.client(once).get("/v1/models").status_code for _ in range(2)] == [200, 429]
+    with pytest.raises(httpx.ReadTimeout):
+        c.post("/v1/completions", timeout=0.5, json={"model": m, "prompt": PROMPT, "max_tokens": 1000,
+                                                     "temperature": 0})
+    _wait_idle(served)
+    deadline = time.time() + 10
+    while served.srv.audit.records()[-1].get("status") != 499 and time.time() < deadline:
+        time.sleep(0.05)
 
     recs = served.srv.audit.records()
-    assert len(recs) > 20
     assert {r["status"] for r in recs} >= {200, 400, 401, 404, 413, 429, 499}
     for r in recs:
-        assert {"time", "key_id", "route", "checkpoint", "status", "latency_ms"} <= set(r)
-        assert r["checkpoint"] == served.srv.source.checkpoint
+        assert {"time", "key_id", "route", "status"} <= set(r)
+        if r["type"] == "request" and r.get("key_id"):
+            assert r["checkpoint"] == served.srv.source.checkpoint and "latency_ms" in r
     done = [r for r in recs if r["status"] == 200 and r["route"] == "/v1/completions"]
     assert all(r["prompt_tokens"] > 0 and "completion_tokens" in r for r in done)
-    # hash mode: the prompt's SHA-256, never its text
-    digest = hashlib.sha256(PROMPT.encode()).hexdigest()
-    assert any(r.get("prompt", {}).get("sha256") == digest for r in done)
-    assert PROMPT not in served.srv.audit.records_path.read_text()
+    # hash mode: a keyed hash (HMAC under the workspace's audit secret), never the text, and
+    # never a plain SHA-256 that anyone could confirm by hashing a guess
+    secret = audit_secret(served.ws.stage_dir("serve"))
+    assert any(r.get("prompt", {}).get("hmac_sha256") == keyed_hash(secret, PROMPT) for r in done)
+    text = served.srv.audit.records_path.read_text()
+    assert PROMPT not in text and hashlib.sha256(PROMPT.encode()).hexdigest() not in text
+    assert served.srv.audit.records_path.stat().st_mode & 0o777 == 0o600
 
     runner = CliRunner()
     ok = runner.invoke(app, ["audit", "verify", "-w", str(served.ws.root)])
@@ -495,3 +686,9 @@ def test_serve_command_runs_locked_down(served, tiny, tmp_path):
         out = proc.communicate(timeout=30)[0]
     assert "serving model" in out and f"127.0.0.1:{port}" in out
     assert "request(s) audited" in out  # it shut down cleanly on SIGTERM
+    # which egress protection was in force is said, and recorded in the ledger
+    assert "egress guard:" in out
+    event = [e for e in served.ws.ledger.records("event") if e.get("event") == "serve"][-1]
+    assert event["egress"] in out
+    if os.geteuid() == 0:
+        assert "network namespace" in event["egress"]

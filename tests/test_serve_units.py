@@ -4,6 +4,7 @@ validation, the offline guard. The running server is tested in test_serve.py."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import re
 import subprocess
@@ -292,8 +293,12 @@ def test_audit_content_modes():
 
     text = "제 전화번호는 010-1234-5678 이고 메일은 hong@example.kr 입니다"
     assert content_recorder("omit", ["ko"])(text) == {}
-    h = content_recorder("hash", ["ko"])(text)["sha256"]
-    assert len(h) == 64 and h != content_recorder("hash", ["ko"])(text + " ")["sha256"]
+    keyed = content_recorder("hash", ["ko"], b"k" * 32)
+    h = keyed(text)["hmac_sha256"]
+    assert len(h) == 64 and h != keyed(text + " ")["hmac_sha256"]
+    # keyed: a guess hashed without the workspace's secret does not match
+    assert h != hashlib.sha256(text.encode()).hexdigest()
+    assert h != content_recorder("hash", ["ko"], b"j" * 32)(text)["hmac_sha256"]
     red = content_recorder("redact", ["ko"])(text)
     assert "010-1234-5678" not in red["text"] and "hong@example.kr" not in red["text"]
     assert red["redacted"] and "전화번호" in red["text"]
@@ -360,3 +365,205 @@ def test_outbound_guard_refuses_internet_but_not_loopback():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.count("refused") == 2 and "93.184.216.34" in out.stdout and "example.org" in out.stdout
+
+
+# --- the audit log under attack -------------------------------------------------------------
+
+def test_audit_secret_and_log_are_owner_only(tmp_path):
+    from soberan.serve.audit import audit_secret
+
+    log = _audit_with(tmp_path, 2)
+    secret = audit_secret(tmp_path / "serve")
+    assert len(secret) == 32 and audit_secret(tmp_path / "serve") == secret
+    for p in (log.records_path, log.head_path, tmp_path / "serve" / "audit.secret"):
+        assert p.stat().st_mode & 0o777 == 0o600, p
+
+
+def test_torn_audit_tail_is_recovered_for_verify_keys_list_and_serve(tmp_path):
+    from typer.testing import CliRunner
+
+    from soberan.cli import app
+    from soberan.serve.audit import AuditLog
+    from soberan.workspace import init_workspace
+
+    init_workspace(tmp_path / "ws", lang="ko", jurisdiction="KR", name="t")
+    log = _audit_with(tmp_path / "ws", 6)
+    with open(log.records_path, "r+b") as f:  # `truncate -s -100 serve/audit.jsonl`
+        f.truncate(log.records_path.stat().st_size - 100)
+    runner = CliRunner()
+    listed = runner.invoke(app, ["keys", "list", "-w", str(tmp_path / "ws")])
+    assert listed.exit_code == 0, listed.output
+    ok = runner.invoke(app, ["audit", "verify", "-w", str(tmp_path / "ws")])
+    assert ok.exit_code == 0 and "torn" in ok.output and "audit.jsonl.torn-" in ok.output, ok.output
+    again = AuditLog(tmp_path / "ws" / "serve")
+    assert again.tokens_by_key() == {"k": 0 + 1 + 2 + 3 + 4 + 5}  # the five whole records
+    assert again.verify() == []
+
+
+@pytest.mark.parametrize("attack", ["cut_and_rewrite_head", "edit_and_rehash", "delete_both"])
+def test_audit_history_cannot_be_rewritten_undetected(tmp_path, attack):
+    from soberan.ledger import record_hash
+
+    log = _audit_with(tmp_path, 120)
+    lines = log.records_path.read_text().splitlines()
+    if attack == "delete_both":
+        log.records_path.unlink()
+        log.head_path.unlink()
+    else:
+        if attack == "cut_and_rewrite_head":
+            lines, start = lines[:-5], len(lines)
+        else:
+            rec = json.loads(lines[100])
+            rec["status"] = 403
+            lines[100] = json.dumps(rec)
+            start = 100
+        prev = json.loads(lines[start - 1])["hash"] if start <= len(lines) else None
+        for i in range(min(start, len(lines)), len(lines)):
+            rec = json.loads(lines[i])
+            rec["prev"] = prev
+            rec["hash"] = prev = record_hash(rec)
+            lines[i] = json.dumps(rec, sort_keys=True)
+        log.records_path.write_text("\n".join(lines) + "\n")
+        last = json.loads(lines[-1])
+        log.head_path.write_text(f"{last['seq']} {last['hash']}\n")
+    problems = [str(p) for p in log.verify()]
+    assert problems, attack
+    assert any(w in p for p in problems for w in ("cut", "rewritten", "deleted")), problems
+
+
+# --- the egress guard: every path out, refused before the system call --------------------------
+
+_EGRESS = r"""
+import json, socket
+from soberan.serve.offline import refuse_outbound
+srv = socket.socket(); srv.bind(("127.0.0.1", 0)); srv.listen()
+udp_local = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); udp_local.bind(("127.0.0.1", 0))
+refuse_outbound()
+def udp():
+    return socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+def udp6():
+    return socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+probes = {
+    "gethostbyname": lambda: socket.gethostbyname("example.com"),
+    "gethostbyname_ex": lambda: socket.gethostbyname_ex("example.com"),
+    "getaddrinfo": lambda: socket.getaddrinfo("example.com", 443),
+    "getaddrinfo_x.localhost": lambda: socket.getaddrinfo("x.localhost", 80),
+    "gethostbyname_x.localhost": lambda: socket.gethostbyname("evil.localhost"),
+    "gethostbyaddr": lambda: socket.gethostbyaddr("1.1.1.1"),
+    "getnameinfo": lambda: socket.getnameinfo(("1.1.1.1", 53), 0),
+    "udp_sendto": lambda: udp().sendto(b"\x00" * 12, ("1.1.1.1", 53)),
+    "udp_sendto_v4mapped": lambda: udp6().sendto(b"\x00" * 12, ("::ffff:1.1.1.1", 53)),
+    "udp_sendto_name": lambda: udp().sendto(b"\x00" * 12, ("example.com", 53)),
+    "udp_sendmsg_name": lambda: udp().sendmsg([b"\x00" * 12], [], 0, ("example.com", 53)),
+    "udp_sendmsg": lambda: udp().sendmsg([b"\x00" * 12], [], 0, ("1.1.1.1", 53)),
+    "udp_connect": lambda: udp().connect(("1.1.1.1", 53)),
+    "tcp_connect": lambda: socket.socket().connect(("93.184.216.34", 80)),
+    "tcp_connect_ex": lambda: socket.socket().connect_ex(("93.184.216.34", 80)),
+    "tcp_connect_name": lambda: socket.socket().connect(("example.org", 80)),
+    "create_connection": lambda: socket.create_connection(("example.org", 80), timeout=2),
+    "raw_socket": lambda: socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP),
+    # what must keep working
+    "ok_loopback_tcp": lambda: socket.create_connection(srv.getsockname(), timeout=2).close(),
+    "ok_localhost_lookup": lambda: socket.getaddrinfo("localhost", 80),
+    "ok_loopback_udp": lambda: udp().sendto(b"x", udp_local.getsockname()),
+    "ok_ip_literal_lookup": lambda: socket.getaddrinfo("10.1.2.3", 80, type=socket.SOCK_STREAM),
+}
+out = {}
+for name, probe in probes.items():
+    try:
+        probe()
+        out[name] = "ok"
+    except PermissionError as e:
+        out[name] = "refused: " + str(e)
+    except OSError as e:
+        out[name] = "oserror: " + type(e).__name__ + " " + str(e)
+print(json.dumps(out))
+"""
+
+
+@pytest.fixture(scope="module")
+def egress_probes():
+    """Run every probe in a child process (an audit hook cannot be removed). Where user
+    namespaces allow, the child also runs in a network namespace with no way out, so that a
+    hole in the guard shows as an OSError, never as a packet on the wire."""
+    import shutil as _shutil
+
+    prefix = []
+    if _shutil.which("unshare") and subprocess.run(["unshare", "-rn", "true"], capture_output=True).returncode == 0:
+        prefix = ["unshare", "-rn"]
+    out = subprocess.run(prefix + [sys.executable, "-c", _EGRESS], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("probe", [
+    "gethostbyname", "gethostbyname_ex", "getaddrinfo", "getaddrinfo_x.localhost",
+    "gethostbyname_x.localhost", "gethostbyaddr", "getnameinfo", "udp_sendto", "udp_sendto_v4mapped",
+    "udp_sendto_name", "udp_sendmsg_name",
+    "udp_sendmsg", "udp_connect", "tcp_connect", "tcp_connect_ex", "tcp_connect_name",
+    "create_connection", "raw_socket"])
+def test_egress_guard_refuses(egress_probes, probe):
+    assert egress_probes[probe].startswith("refused: soberan refuses"), egress_probes[probe]
+
+
+@pytest.mark.parametrize("probe", ["ok_loopback_tcp", "ok_localhost_lookup", "ok_loopback_udp",
+                                   "ok_ip_literal_lookup"])
+def test_egress_guard_lets_loopback_through(egress_probes, probe):
+    assert not egress_probes[probe].startswith("refused"), egress_probes[probe]
+
+
+def _netns_allowed() -> bool:
+    import shutil as _shutil
+
+    return bool(_shutil.which("unshare")) and subprocess.run(
+        ["unshare", "-rn", "true"], capture_output=True).returncode == 0
+
+
+@pytest.mark.skipif(not _netns_allowed(), reason="no root and no unprivileged user namespaces")
+def test_network_namespace_leaves_only_loopback():
+    """Real isolation, without the audit hook: a connection to another host finds no route,
+    loopback works, and a socket bound before the move still accepts from outside."""
+    code = (
+        "import socket\n"
+        "from soberan.serve.offline import isolate_network\n"
+        "outer = socket.socket(); outer.bind(('127.0.0.1', 0)); outer.listen()\n"
+        "print('mode', isolate_network())\n"
+        "try:\n"
+        "    socket.socket().connect(('192.0.2.1', 9)); print('LEAK')\n"
+        "except OSError as e:\n"
+        "    print('unreachable', e.errno)\n"
+        "inner = socket.socket(); inner.bind(('127.0.0.1', 0)); inner.listen()\n"
+        "socket.create_connection(inner.getsockname(), timeout=2).close(); print('loopback ok')\n"
+        "print('port', outer.getsockname()[1], flush=True)\n"
+        "conn, _ = outer.accept(); conn.sendall(b'hi'); conn.close()\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines = []
+    for line in proc.stdout:
+        lines.append(line.strip())
+        if line.startswith("port"):
+            import socket as _socket
+
+            with _socket.create_connection(("127.0.0.1", int(line.split()[1])), timeout=5) as c:
+                assert c.recv(2) == b"hi"  # the host reaches the server's pre-bound socket
+            break
+    proc.wait(timeout=30)
+    out = "\n".join(lines)
+    assert proc.returncode == 0, proc.stderr.read()
+    assert "network namespace" in out and "unreachable" in out and "LEAK" not in out and "loopback ok" in out
+
+
+def test_noise_is_counted_not_logged_past_the_first_few():
+    from soberan.serve.limits import Noise, clip
+
+    n = Noise(per_client=3, logged_per_client=2, logged_total=3, window_s=60, _window_start=0.0)
+    assert [n.limited("a", now=t) for t in (0, 1, 2)] == [None, None, None]
+    assert n.limited("a", now=3) == pytest.approx(57)  # the first of the 3 leaves at t=60
+    kept = [n.keep(c, 401, "invalid_api_key") for c in ("a", "a", "a", "b", "b", "c")]
+    assert kept == [True, True, False, True, False, False]  # 2 per client, 3 in all
+    assert n.flush(now=30) is None  # the window has not ended
+    agg = n.flush(now=61)
+    assert agg["refused"] == 3 and agg["clients"] == 3 and agg["by_status"] == [
+        {"status": 401, "error": "invalid_api_key", "count": 3}]
+    assert n.flush(now=200) is None and not n._times  # nothing new, and memory let go
+    assert clip("x" * 500).endswith("…(+300 chars)") and len(clip("x" * 500)) < 220

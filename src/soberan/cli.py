@@ -49,13 +49,17 @@ def ledger_verify(workspace: Path = WS,
         ws = Workspace.open(workspace)
         problems = ws.ledger.verify(check_files=not no_files)
     n = len(ws.ledger.records())
+    for note in ws.ledger.notes():
+        console.print(f"[yellow]•[/yellow] {note}")
     if problems:
         for p in problems:
             console.print(f"[red]✗[/red] {p}")
         console.print(f"[red]ledger verification failed[/red]: {len(problems)} problem(s) in {n} records")
         raise typer.Exit(1)
     arts = len(ws.ledger.artifacts())
-    console.print(f"[green]✓[/green] ledger OK: {n} records chained, {arts} current artifacts re-hashed")
+    dec = len(ws.ledger.decisions_files())
+    console.print(f"[green]✓[/green] ledger OK: {n} records chained, {arts} current artifacts and "
+                  f"{dec} decisions files re-hashed")
 
 
 @ledger_app.command("query")

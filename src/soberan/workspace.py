@@ -121,11 +121,12 @@ replay_jurisdiction = "US"
 replay_share = 0.2
 seq_len = 256
 micro_batch = 8
-max_steps = 8
+max_steps = 6
 lr = 0.0003
 warmup_steps = 1
-eval_every = 8
-checkpoint_every = 8
+eval_every = 6
+eval_max_bytes = 4000
+checkpoint_every = 6
 keep_checkpoints = 1
 tensorboard = false
 """,

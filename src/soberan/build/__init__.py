@@ -208,6 +208,7 @@ def clean_stage(ws: Workspace, stage: str, reason: str) -> None:
         stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S%f")
         target = led.dir / "archive" / "decisions" / f"{stage}-{stamp}"
         target.parent.mkdir(parents=True, exist_ok=True)
+        led.retire(dec, reason)  # out of the chain's check: archived, not tampered with
         shutil.move(dec, target)
         moved = led.rel(target)
     led.record_event("clean", stage=stage, folder=rel, reason=reason, archived_decisions=moved)

@@ -4,6 +4,10 @@ A sovereign build must not phone home. Each library has its own switch, and most
 import time, so `airgap()` runs before any stage (and so before torch, transformers, ray or
 datasets) is imported. A crawl source still works: it is a connection the config asked for, made
 by our own crawler, which none of these switches touch.
+
+`isolate_network()` goes further where the OS allows it: the process moves into a network
+namespace with only loopback, which no library can get around (`soberan build --isolate-network`,
+and `soberan serve` by default when it runs as root or user namespaces are open).
 """
 
 from __future__ import annotations
@@ -43,3 +47,12 @@ def airgap() -> dict[str, str]:
         hub.HF_HUB_OFFLINE = True
         hub.HF_HUB_DISABLE_TELEMETRY = True
     return dict(OFFLINE_ENV)
+
+
+
+def isolate_network() -> str:
+    """A network namespace with only loopback; see `soberan.serve.offline.isolate_network`
+    (kept there because importing this package loads pyarrow, whose threads would stay outside)."""
+    from soberan.serve.offline import isolate_network as isolate
+
+    return isolate()

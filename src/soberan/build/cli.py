@@ -14,13 +14,25 @@ def build(workspace: Path = typer.Option(Path("."), "--workspace", "-w",
           from_: str = typer.Option(None, "--from", help=f"Rerun this stage and all after it ({STAGES})."),
           only: str = typer.Option(None, "--only", help="Run this one stage and nothing else."),
           fresh: bool = typer.Option(False, "--fresh", help="Empty each stage's folder before it runs."),
-          dry_run: bool = typer.Option(False, "--dry-run", help="Say what would run and why; run nothing.")) -> None:
+          dry_run: bool = typer.Option(False, "--dry-run", help="Say what would run and why; run nothing."),
+          isolate_network: bool = typer.Option(False, "--isolate-network", help="Run in a network namespace "
+                                               "with only loopback (root or user namespaces; not with "
+                                               "crawl sources).")) -> None:
     """Run collect → curate → tokenizer → train → evaluate from soberan.toml, offline.
 
     A stage whose config, inputs and outputs are unchanged since its last recorded artifact is
     skipped; what changed reruns, and so does everything downstream of it. A killed build resumes
     where it stopped; a take-down's stale marks force a rebuild without the taken-down documents.
     """
+    if isolate_network:  # first, before a library starts a thread that would stay outside
+        from soberan.serve.offline import isolate_network as isolate
+        from soberan.ui import console
+
+        try:
+            console.print(f"egress: {isolate()}")
+        except OSError as e:
+            console.print(f"[red]error:[/red] --isolate-network: {e}")
+            raise typer.Exit(2) from None
     from soberan.build.airgap import airgap
 
     airgap()  # before any stage module (and so torch, transformers, ray) is imported

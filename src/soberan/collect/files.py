@@ -6,9 +6,11 @@ that starts like HTML) go through trafilatura. A `.gz` suffix is decompressed tr
 
 from __future__ import annotations
 
-import glob as globlib
+import errno
 import gzip
+import os
 import re
+import stat
 import zlib
 from functools import lru_cache
 from pathlib import Path
@@ -65,9 +67,52 @@ def glob_match(rel: str, patterns: list[str]) -> bool:
     return any(_glob_regex(p).match(rel) for p in patterns)
 
 
+def special_file(path: Path) -> tuple[str, str] | None:
+    """(rule, reason) when `path` is not a regular file to read: a symlink loop (a→b→a, or a
+    link to a folder above it), a dangling link, a link to a folder (not followed), or a FIFO,
+    socket or device, which must never be opened (a FIFO would block the run). Only lstat and
+    stat are used. None for a regular file or a link to one."""
+    try:
+        st = os.lstat(path)
+    except OSError as e:
+        return "unreadable", f"{type(e).__name__}: {e.strerror or e}"
+    if stat.S_ISLNK(st.st_mode):
+        try:
+            target = os.stat(path)
+        except OSError as e:
+            if e.errno == errno.ELOOP:
+                return "symlink_loop", f"symbolic link loop ({os.readlink(path)!r} leads back to itself)"
+            return "broken_symlink", f"symbolic link to {os.readlink(path)!r}, which does not exist"
+        if stat.S_ISDIR(target.st_mode):
+            real = Path(path).resolve()
+            if real in Path(path).absolute().parents or real == Path(path).absolute().parent:
+                return "symlink_loop", f"link to {os.readlink(path)!r}, a folder that contains it"
+            return "symlink_dir", f"link to the folder {os.readlink(path)!r}, not followed"
+        st = target
+    if stat.S_ISREG(st.st_mode):
+        return None
+    kind = ("FIFO (named pipe)" if stat.S_ISFIFO(st.st_mode) else "socket" if stat.S_ISSOCK(st.st_mode)
+            else "device" if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode) else "not a regular file")
+    return "not_a_file", f"{kind}: not read"
+
+
+def _walk(base: Path) -> list[Path]:
+    """Every entry under `base` but folders, without following links to folders (`glob.glob`
+    does, and a link to `..` then repeats the tree until the path is too long)."""
+    out = []
+    for root, dirs, files in os.walk(base, followlinks=False):
+        r = Path(root)
+        # os.walk lists a link to a folder among `dirs` and never enters it: report it.
+        out += [r / d for d in dirs if (r / d).is_symlink()]
+        out += [r / f for f in files]
+    return out
+
+
 def list_inputs(cfg: Config, source: Source) -> tuple[Path, list[tuple[Path, str]]]:
     """(base folder, [(file, path relative to base)]) for a path/folder/glob source, sorted so
-    every run sees the same order. Hidden files and folders (`.git`, `.DS_Store`) are left out."""
+    every run sees the same order. Hidden files and folders (`.git`, `.DS_Store`) are left out.
+    Entries that are not regular files (FIFOs, symlink loops, ...) are listed too: reading one
+    yields a rejection (`special_file`), so it is in the decision log, not silently skipped."""
     raw = source.path or ""
     full = cfg.resolve(raw)
     include = source.include if "include" in source.model_fields_set else DEFAULT_INCLUDE[source.kind]
@@ -75,13 +120,14 @@ def list_inputs(cfg: Config, source: Source) -> tuple[Path, list[tuple[Path, str
         parts = full.parts
         k = next(i for i, p in enumerate(parts) if any(c in p for c in "*?["))
         base = Path(*parts[:k])
-        files = [Path(p) for p in globlib.glob(str(full), recursive=True) if Path(p).is_file()]
-        pairs = [(p, p.relative_to(base).as_posix()) for p in files]
+        pattern = Path(*parts[k:]).as_posix()
+        pairs = [(p, p.relative_to(base).as_posix()) for p in _walk(base)]
+        pairs = [(p, r) for p, r in pairs if glob_match(r, [pattern])]
     elif full.is_file():
         base, pairs = full.parent, [(full, full.name)]
     elif full.is_dir():
         base = full
-        pairs = [(p, p.relative_to(full).as_posix()) for p in full.rglob("*") if p.is_file()]
+        pairs = [(p, p.relative_to(full).as_posix()) for p in _walk(full)]
         pairs = [(p, r) for p, r in pairs if glob_match(r, include)]
     else:
         raise FileNotFoundError(f"source {source.name!r}: path {full} does not exist")

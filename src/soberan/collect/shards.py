@@ -93,18 +93,19 @@ def drop_source(raw: Path, led: Ledger, name: str) -> None:
     """Remove everything one source produced: shards, state and its collect decisions."""
     shutil.rmtree(raw / name, ignore_errors=True)
     state_path(raw, name).unlink(missing_ok=True)
-    for _, p in decision_files(led, name):
-        p.unlink()
+    led.remove_decisions([p for _, p in decision_files(led, name)], f"source {name} dropped")
 
 
 def drop_uncommitted(raw: Path, led: Ledger, name: str, commits: int) -> int:
     """Delete shards and decision batches a killed run wrote past its last commit."""
     n = 0
-    for k, p in _numbered(raw / name, _SHARD) + decision_files(led, name):
+    for k, p in _numbered(raw / name, _SHARD):
         if k >= commits:
             p.unlink()
             n += 1
-    return n
+    late = [p for k, p in decision_files(led, name) if k >= commits]
+    led.remove_decisions(late, f"source {name}: written after the last commit of a killed run")
+    return n + len(late)
 
 
 class ShardWriter:

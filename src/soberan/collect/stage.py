@@ -23,7 +23,7 @@ from pathlib import Path
 from soberan.collect import config_hash
 from soberan.collect.convert import convert, convert_batch
 from soberan.collect.encoding import known_encoding
-from soberan.collect.items import ConvertOptions, Item, Todo
+from soberan.collect.items import ConvertOptions, Item, Reject, Todo
 from soberan.collect.shards import (STATE_DIR, Counts, ShardWriter, SourceState, drop_source,
                                     drop_uncommitted, load_state)
 from soberan.config import Config, ConfigError, Source
@@ -100,10 +100,17 @@ def plan_source(cfg: Config, source: Source) -> Plan:
         "limits": cfg.collect.model_dump(include={"max_doc_bytes", "min_doc_chars", "max_record_bytes"}),
         "policy": cfg.policy.model_dump(mode="json"),
         "languages": list(cfg.project.languages),
-        "inputs": [(rel, p.stat().st_size, p.stat().st_mtime_ns) for p, rel in inputs],
+        "inputs": [(rel, st.st_size, st.st_mtime_ns) for p, rel in inputs for st in [_lstat_if_broken(p)]],
     }
     fp = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
     return Plan(source, convert_options(cfg, source), inputs, location, fp)
+
+
+def _lstat_if_broken(p: Path):
+    try:
+        return p.stat()
+    except OSError:  # a symlink loop or a dangling link: its own lstat, it is rejected later
+        return p.lstat()
 
 
 # --- reading ----------------------------------------------------------------------------------
@@ -117,9 +124,13 @@ END = _End()
 
 def _read_input(plan: Plan, path: Path, rel: str, skip: int) -> Iterator[Item]:
     from soberan.collect import records, warc
+    from soberan.collect.files import special_file
 
     s, o = plan.source, plan.opts
-    if s.kind == "files":
+    if (problem := special_file(path)) is not None:
+        if skip < 1:  # never opened: a FIFO would block, a loop would fail
+            yield Reject(problem[0], problem[1], rel)
+    elif s.kind == "files":
         if skip < 1:
             yield Todo("file", (str(path), rel))
     elif s.kind == "jsonl":

@@ -109,7 +109,7 @@ def _reset(ws: Workspace, work: Path, out: Path, fingerprint: str) -> None:
     existed = work.exists() or out.exists() or (ws.ledger.decisions_dir / STAGE).exists()
     shutil.rmtree(work, ignore_errors=True)
     shutil.rmtree(out, ignore_errors=True)
-    shutil.rmtree(ws.ledger.decisions_dir / STAGE, ignore_errors=True)
+    ws.ledger.remove_decisions([ws.ledger.decisions_dir / STAGE], "curate reset: input or config changed")
     work.mkdir(parents=True)
     (work / "RUN").write_text(fingerprint + "\n")
     if existed:

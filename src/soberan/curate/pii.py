@@ -144,10 +144,20 @@ def _context_ok(rule: PiiRule, text: str, start: int) -> bool:
     return _context_regex(rule.context).search(text[lo:start].casefold()) is not None
 
 
+# One number written in one style: digits with at most one kind of separator ("4111 0812 3456
+# 7891", "4111-0812-..."), as a card or ID is written; "5123 4567 010-1234-5678" is two numbers.
+_ONE_NUMBER = re.compile(r"\d+(?:(?P<sep>[ .\-–])\d+)?(?:(?P=sep)\d+)*")
+
+
 def find(text: str, rules: Sequence[PiiRule]) -> list[tuple[int, int, str]]:
     """Validated, non-overlapping PII spans `(start, end, type)` in text order. One regex scan per
-    distinct pattern; overlaps go to the rule listed first."""
+    distinct pattern; overlaps go to the rule listed first.
+
+    A number that a rule took as a whole candidate and rejected (a 16-digit number failing the
+    Luhn check) is not then redacted piecewise by another rule (its last 12 digits as a phone):
+    the rejection says what the number is not, and a piece of it is no person's phone either."""
     found: list[tuple[int, int, int, str]] = []  # (priority, start, end, type)
+    rejected: list[tuple[int, int]] = []
     for g in _compile(tuple(rules)):
         if not g.needs.search(text):
             continue
@@ -157,6 +167,12 @@ def find(text: str, rules: Sequence[PiiRule]) -> list[tuple[int, int, str]]:
                 if _context_ok(rule, text, m.start()) and (rule.validate is None or rule.validate(s)):
                     found.append((prio, m.start(), m.end(), rule.name))
                     break
+            else:
+                if _ONE_NUMBER.fullmatch(s):
+                    rejected.append((m.start(), m.end()))
+    if rejected and found:
+        found = [f for f in found if not any(s <= f[1] and f[2] <= e and (s, e) != (f[1], f[2])
+                                             for s, e in rejected)]
     if not found:
         return []
     found.sort()

@@ -12,7 +12,7 @@ import re
 import unicodedata
 from functools import lru_cache
 
-from soberan.lang import LangPack, PiiRule, digits, phone_rule, stdnum_valid, fineweb2
+from soberan.lang import LangPack, PiiRule, digits, fineweb2, phone_rule, stdnum_valid
 
 
 @lru_cache(maxsize=1)
@@ -75,10 +75,20 @@ _CENTURY = {"1": 1900, "2": 1900, "5": 1900, "6": 1900, "3": 2000, "4": 2000, "7
             "9": 1800, "0": 1800}
 
 
+def rrn_check_digit_ok(d: str) -> bool:
+    """The mod-11 check digit (weights 2..9, 2..5 over the first twelve digits). Nothing else:
+    python-stdnum's `kr.rrn` also wants the region digits (8th-9th) in 00-95, which real numbers
+    break (96-99 were issued too), and which numbers issued from 2020-10-05 on no longer carry."""
+    total = sum(int(c) * w for c, w in zip(d, (2, 3, 4, 5, 6, 7, 8, 9, 2, 3, 4, 5)))
+    return (11 - total % 11) % 10 == int(d[12])
+
+
 def rrn_valid(s: str) -> bool:
     """Policy: the birth date (YYMMDD with the century of the gender digit) must be a real date,
-    and then either the check digit is right, or the date is on or after 2020-10-05, when RRNs
-    stopped carrying one. A wrong-checksum number of someone born earlier is left alone."""
+    not in the future, and then either the check digit is right, or the date is on or after
+    2020-10-05, when RRNs stopped carrying one. The region digits are not checked (see
+    `rrn_check_digit_ok`). A wrong-checksum number of someone born earlier is left alone: the
+    check digit is the one thing that positively rules a pre-reform number out."""
     d = digits(s)
     if len(d) != 13:
         return False
@@ -88,7 +98,7 @@ def rrn_valid(s: str) -> bool:
         return False
     if born > datetime.date.today():
         return False
-    return stdnum_valid("kr.rrn")(d) or born >= RRN_RANDOM_FROM
+    return rrn_check_digit_ok(d) or born >= RRN_RANDOM_FROM
 
 
 def brn_valid(s: str) -> bool:
@@ -106,7 +116,8 @@ def brn_valid(s: str) -> bool:
 PII = (
     PiiRule("KR_RRN", r"(?<!\d)\d{6}\s?[-–]?\s?[1-8]\d{6}(?!\d)", rrn_valid,
             "resident registration number YYMMDD-GNNNNNC: date + gender digit + mod-11 check "
-            "digit (or a birth date from 2020-10-05, when the check digit was dropped)"),
+            "digit (or a birth date from 2020-10-05, when the check digit was dropped); region "
+            "digits are not checked"),
     PiiRule("KR_BRN", r"(?<!\d)\d{3}-\d{2}-\d{5}(?!\d)", brn_valid,
             "business registration number NNN-NN-NNNNN with its weighted check digit"),
     phone_rule("KR_PHONE", "KR", "mobile 010-NNNN-NNNN, area codes 02/031–064, 070; +82"),

@@ -196,10 +196,10 @@ def make_charts(f: dict) -> dict[str, str | None]:
         out["fertility"] = _fertility_chart(f["fertility"]["data"])
     table = f["evaluation"].get("table")
     if table and table["rows"]:
-        shown = table["rows"][:12]
-        out["evaluation"] = charts.grouped_bars("evaluation", [f"{r['task']} {r['metric']}" for r in shown],
-                                                {m: [r["values"][i] or 0.0 for r in shown]
-                                                 for i, m in enumerate(table["models"])}, ylabel="score")
+        rows = table["rows"]  # every row: one per line, so labels never overlap however many
+        out["evaluation"] = charts.hbar_groups("evaluation", [f"{r['task']} {r['metric']}" for r in rows],
+                                               {m: [r["values"][i] for r in rows]
+                                                for i, m in enumerate(table["models"])}, xlabel="score")
     return out
 
 

@@ -71,12 +71,17 @@ def hbar(name: str, labels: list[str], values: list[float], *, xlabel: str = "",
                     f'<rect x="{left}" y="{y + 4}" width="{w:.1f}" height="{row - 8}" '
                     f'fill="{PALETTE[i % len(PALETTE)]}"><title>{escape(str(lab))}: {escape(fmt.format(v))}</title></rect>'
                     f'<text x="{left + w + 5:.1f}" y="{y + 16}" fill="#333">{escape(fmt.format(v))}</text>')
-    base = top + row * len(labels)
-    body.append(f'<line x1="{left}" y1="{top}" x2="{left}" y2="{base}" stroke="#333"/>')
-    if xlabel:
-        body.append(f'<text x="{left + plot / 2}" y="{base + 22}" text-anchor="middle" fill="#555">'
-                    f"{escape(xlabel)}</text>")
+    body += _baseline(left, top, top + row * len(labels), plot, xlabel, 22)
     return _svg(name, width, height, body, xlabel or name)
+
+
+def _baseline(left: float, top: float, base: float, plot: float, xlabel: str, below: float) -> list[str]:
+    """The vertical axis of a horizontal bar chart, and its caption under the bars."""
+    out = [f'<line x1="{left}" y1="{top}" x2="{left}" y2="{base}" stroke="#333"/>']
+    if xlabel:
+        out.append(f'<text x="{left + plot / 2}" y="{base + below}" text-anchor="middle" fill="#555">'
+                   f"{escape(xlabel)}</text>")
+    return out
 
 
 def grouped_bars(name: str, groups: list[str], series: dict[str, list[float]], *,
@@ -113,6 +118,40 @@ def grouped_bars(name: str, groups: list[str], series: dict[str, list[float]], *
         body.append(f'<text transform="translate(14 {top + plot_h / 2}) rotate(-90)" text-anchor="middle" '
                     f'fill="#555">{escape(ylabel)}</text>')
     return _svg(name, width, height, body, ylabel or name)
+
+
+def hbar_groups(name: str, groups: list[str], series: dict[str, list[float]], *,
+                xlabel: str = "", fmt: str = "{:.3g}") -> str | None:
+    """Horizontal grouped bars: one row per group (every group, however many), one bar per
+    series in it. The labels sit left of their rows, one per row, so none can overlap, and the
+    chart grows downwards instead of squeezing labels under each other."""
+    if not groups or not series:
+        return None
+    bar, gap, top = 12, 10, 10
+    n = len(series)
+    row = bar * n + gap
+    label_chars = min(max(len(str(g)) for g in groups), 48)
+    left, right, width = max(120, 12 + int(6.6 * label_chars)), 70, 760
+    plot = width - left - right
+    vmax = max((v for vals in series.values() for v in vals if v is not None), default=1) or 1
+    body = []
+    for gi, g in enumerate(groups):
+        y = top + gi * row
+        body.append(f'<text x="{left - 6}" y="{y + bar * n / 2 + 4:.1f}" text-anchor="end">'
+                    f"<title>{escape(str(g))}</title>{escape(_short(g, 48))}</text>")
+        for si, (label, vals) in enumerate(series.items()):
+            v = vals[gi]
+            w = max(plot * max(v or 0, 0) / vmax, 0.5)
+            shown = "–" if v is None else fmt.format(v)
+            body.append(f'<rect x="{left}" y="{y + si * bar}" width="{w:.1f}" height="{bar - 2}" '
+                        f'fill="{PALETTE[si % len(PALETTE)]}"><title>{escape(label)} · {escape(str(g))}: '
+                        f"{escape(shown)}</title></rect>"
+                        f'<text x="{left + w + 4:.1f}" y="{y + si * bar + bar - 3}" font-size="10" '
+                        f'fill="#333">{escape(shown)}</text>')
+    base = top + row * len(groups)
+    body += _baseline(left, top, base, plot, xlabel, 16)
+    body += _legend(list(series), left, base + 36)
+    return _svg(name, width, base + 46, body, xlabel or name)
 
 
 def _legend(labels: list[str], x: float, y: float) -> list[str]:

@@ -203,6 +203,15 @@ def funnel(ws: Workspace, con, have: dict) -> dict:
         out["kept_by_lang"] = _breakdown(con, "curated", "lang")
         # The funnel closes when collected minus every drop equals what curate wrote.
         out["closes"] = remaining["docs"] == out["kept"]["docs"]
+        # Documents close; tokens and characters need one more row: curate also edits the
+        # documents it keeps (normalization, boilerplate lines removed, PII placeholders), so
+        # the kept documents as collected are not the kept documents as curated.
+        before = _rows(con, "SELECT sum(r.n_tokens)::BIGINT AS tokens, sum(r.chars)::BIGINT AS chars "
+                            "FROM curated c JOIN raw r ON r.id = c.id")[0]
+        out["edited"] = {k: (before[k] - out["kept"][k]) if before[k] is not None and out["kept"].get(k)
+                         is not None else None for k in ("tokens", "chars")}
+        out["closes_tokens"] = (remaining.get("tokens") is not None and out["edited"]["tokens"] is not None
+                                and remaining["tokens"] - out["edited"]["tokens"] == out["kept"]["tokens"])
     return out
 
 
@@ -332,8 +341,12 @@ def ledger_status(ws: Workspace) -> dict:
              "inputs": a.get("inputs", [])} for a in led.artifacts()]
     order = {s: i for i, s in enumerate(STAGE_ORDER)}
     arts.sort(key=lambda a: (order.get(a["stage"], 99), a["seq"]))
+    served = [e for e in led.records("event") if e.get("event") == "serve"]
+    anchor = led.anchored()
     return {"ok": not problems, "problems": [str(p) for p in problems], "records": len(recs),
-            "head": head, "artifacts": arts,
+            "head": head, "artifacts": arts, "anchor": str(anchor) if anchor else None,
+            # which egress protection the last `soberan serve` ran under (docs/serve.md)
+            "serve_egress": served[-1].get("egress") if served else None,
             "sources": [{k: r.get(k) for k in ("name", "kind", "location", "license", "jurisdiction",
                                                 "collected_at")} for r in led.records("source")]}
 

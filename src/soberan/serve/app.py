@@ -20,14 +20,16 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, Response
 from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.staticfiles import StaticFiles
 
 from soberan.serve.audit import AuditLog
 from soberan.serve.engine import Chunk, Sampling
 from soberan.serve.keys import ApiKey, KeyStore, Quotas
+from soberan.serve.limits import Noise, clip
 from soberan.serve.model import ModelSource, render_chat
 from soberan.serve.protocol import ApiError, ChatRequest, CompletionRequest, error_response, parse
 
@@ -59,7 +61,22 @@ class Server:
     chat_stop: tuple[str, ...] = ()
     owned_by: str = "soberan"
     quantize: str = "none"
+    body_timeout_s: float = 30.0
+    noise: Noise = field(default_factory=Noise)
     created: int = field(default_factory=lambda: int(time.time()))
+
+    def __post_init__(self):
+        # The longest token, in characters: a text of n characters is at least n / this many
+        # tokens, so a prompt that could never fit is refused without tokenizing it.
+        vocab = self.tokenizer.get_vocab() if hasattr(self.tokenizer, "get_vocab") else {}
+        self.max_token_chars = max((len(t) for t in vocab), default=0) or 64
+
+    def refuse_oversized(self, chars: int, param: str) -> None:
+        at_least = chars // self.max_token_chars
+        if at_least >= self.context_length:
+            raise ApiError(400, f"This model's maximum context length is {self.context_length} tokens; "
+                                f"the {param} has {chars} characters, so at least {at_least} tokens.",
+                           param=param, code="context_length_exceeded")
 
     def model_card(self) -> dict:
         return {"id": self.source.model_id, "object": "model", "created": self.created,
@@ -89,7 +106,9 @@ class Gate:
             return await self.app(scope, receive, _with_headers(send, PAGE_HEADERS))
         srv = self.server
         t0 = time.perf_counter()
-        rec: dict = {"method": scope["method"], "route": scope["path"], "key_id": None,
+        client = (scope.get("client") or ("?",))[0]
+        # What the client chose (method, path) is clipped: a 60 KB path is not 60 KB of log.
+        rec: dict = {"method": clip(scope["method"], 16), "route": clip(scope["path"]), "key_id": None,
                      "model": srv.source.model_id, "checkpoint": srv.source.checkpoint}
         scope.setdefault("state", {}).update(audit=rec, t0=t0)
         status = [500]
@@ -100,7 +119,7 @@ class Gate:
             await send(message)
 
         try:
-            refusal = self._admit(scope, rec)
+            refusal = self._admit(scope, rec, client)
             if refusal is not None:
                 rec["error"] = refusal.code
                 return await refusal.response()(scope, receive, send_status)
@@ -108,15 +127,25 @@ class Gate:
         finally:
             rec["status"] = rec.pop("status_override", None) or status[0]
             rec["latency_ms"] = round((time.perf_counter() - t0) * 1000, 1)
-            srv.audit.log(rec)
+            # Without a key, only the first few refusals per client and minute get a record of
+            # their own; the rest are counted into one aggregate record a minute.
+            if rec["key_id"] is not None or srv.noise.keep(client, rec["status"], rec.get("error") or ""):
+                await _in_thread(srv.audit.log, rec)
+            if (aggregate := srv.noise.flush()) is not None:
+                await _in_thread(srv.audit.append, "noise", aggregate)
 
-    def _admit(self, scope, rec: dict) -> ApiError | None:
+    def _admit(self, scope, rec: dict, client: str) -> ApiError | None:
         srv = self.server
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         auth = headers.get("authorization", "")
         token = auth[7:].strip() if auth[:7].lower() == "bearer " else None
         key, why = srv.keys.check(token)
         if key is None:
+            wait = srv.noise.limited(client)
+            if wait is not None:
+                return ApiError(429, f"too many requests without a valid API key; retry in {math.ceil(wait)} s",
+                                type="requests", code="rate_limit_exceeded",
+                                headers={"Retry-After": str(math.ceil(wait))})
             return ApiError(401, why, code="invalid_api_key")
         rec["key_id"] = key.key_id
         scope["state"]["key"] = key
@@ -150,17 +179,55 @@ def _too_large(limit: int) -> ApiError:
     return ApiError(413, f"request body larger than {limit} bytes", code="request_too_large")
 
 
-async def read_json(request: Request, limit: int):
-    """The body as JSON, read incrementally so a body without Content-Length is cut at `limit`."""
-    buf = bytearray()
-    async for chunk in request.stream():
-        buf += chunk
-        if len(buf) > limit:
-            raise _too_large(limit)
+async def _in_thread(fn, *args):
+    """Blocking work (tokenizing, hashing, an fsync'd audit write) off the event loop, so that
+    `/health` and every other connection stay served meanwhile. Shielded: a request cancelled
+    at shutdown still finishes its audit record."""
+    return await asyncio.shield(asyncio.to_thread(fn, *args))
+
+
+class ClientGone(Exception):
+    """The client closed the connection before its request body was all sent."""
+
+
+def _decode(raw: bytes):
     try:
-        return json.loads(bytes(buf))
+        body = json.loads(raw)
+    except RecursionError:
+        raise ApiError(400, "malformed JSON body: nested too deeply", code="invalid_json") from None
     except (ValueError, UnicodeDecodeError) as e:
         raise ApiError(400, f"malformed JSON body: {e}", code="invalid_json") from None
+    try:  # "\ud800" is valid JSON but not text: no tokenizer can take it
+        json.dumps(body, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise ApiError(400, "the body holds a lone UTF-16 surrogate (such as \\ud800), which is not "
+                            "text", code="invalid_value") from None
+    except RecursionError:
+        raise ApiError(400, "malformed JSON body: nested too deeply", code="invalid_json") from None
+    return body
+
+
+async def read_json(request: Request, limit: int, timeout_s: float = 30.0):
+    """The body as JSON: `application/json` only, read incrementally so a body without
+    Content-Length is cut at `limit`, and within `timeout_s` (a stalled body gets 408)."""
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype != "application/json":
+        raise ApiError(415, f"send the body as JSON, with Content-Type: application/json (not {clip(ctype, 60)!r})"
+                       if ctype else "send the body as JSON, with Content-Type: application/json",
+                       code="unsupported_media_type")
+    buf = bytearray()
+    try:
+        async with asyncio.timeout(timeout_s):
+            async for chunk in request.stream():
+                buf += chunk
+                if len(buf) > limit:
+                    raise _too_large(limit)
+    except TimeoutError:
+        raise ApiError(408, f"request body not received within {timeout_s:g} s", code="request_timeout",
+                       headers={"Connection": "close"}) from None
+    except ClientDisconnect:
+        raise ClientGone() from None
+    return await _in_thread(_decode, bytes(buf))
 
 
 class SSEResponse(StreamingResponse):
@@ -192,6 +259,8 @@ def create_app(srv: Server, on_stop: Callable[[], None] | None = None) -> FastAP
         try:
             yield
         finally:
+            if (aggregate := srv.noise.flush(force=True)) is not None:
+                srv.audit.append("noise", aggregate)
             srv.backend.stop()
             if on_stop:  # uvicorn re-raises SIGTERM/SIGINT after shutdown: say goodbye here
                 on_stop()
@@ -210,6 +279,11 @@ def create_app(srv: Server, on_stop: Callable[[], None] | None = None) -> FastAP
     async def _api_error(request, exc: ApiError):
         return exc.response()
 
+    @app.exception_handler(ClientGone)
+    @app.exception_handler(ClientDisconnect)
+    async def _gone(request, exc):
+        return Response(status_code=DISCONNECTED)  # nobody reads it; the audit record says 499
+
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request, exc: StarletteHTTPException):
         return error_response(exc.status_code, str(exc.detail), code="not_found" if exc.status_code == 404 else None)
@@ -223,9 +297,13 @@ def create_app(srv: Server, on_stop: Callable[[], None] | None = None) -> FastAP
     async def health():
         return {"status": "ok"}
 
-    @app.get("/", include_in_schema=False)
+    @app.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)
     async def page():
         return FileResponse(STATIC / "index.html")
+
+    @app.api_route("/favicon.ico", methods=["GET", "HEAD"], include_in_schema=False)
+    async def favicon():
+        return FileResponse(STATIC / "favicon.ico", media_type="image/x-icon")
 
     @app.get("/v1/models")
     async def models():
@@ -238,17 +316,21 @@ def create_app(srv: Server, on_stop: Callable[[], None] | None = None) -> FastAP
 
     @app.post("/v1/completions")
     async def completions(request: Request):
-        req = parse(CompletionRequest, await read_json(request, srv.max_body_bytes))
+        req = parse(CompletionRequest, await read_json(request, srv.max_body_bytes, srv.body_timeout_s))
         _check_model(srv, req.model)
         if isinstance(req.prompt, str):
             text = req.prompt
-            ids = srv.tokenizer(text, add_special_tokens=False)["input_ids"]
+            srv.refuse_oversized(len(text), "prompt")
+            ids = await _in_thread(lambda: srv.tokenizer(text, add_special_tokens=False)["input_ids"])
         else:
             ids = list(req.prompt)
+            if len(ids) >= srv.context_length:
+                raise ApiError(400, f"This model's maximum context length is {srv.context_length} tokens; "
+                                    f"the prompt has {len(ids)}.", param="prompt", code="context_length_exceeded")
             if any(not 0 <= t < len(srv.tokenizer) for t in ids):
                 raise ApiError(400, "prompt holds token ids outside the vocabulary", param="prompt",
                                code="invalid_value")
-            text = srv.tokenizer.decode(ids)
+            text = await _in_thread(srv.tokenizer.decode, ids)
         if not ids:
             bos = srv.tokenizer.bos_token_id
             if bos is None:
@@ -258,10 +340,11 @@ def create_app(srv: Server, on_stop: Callable[[], None] | None = None) -> FastAP
 
     @app.post("/v1/chat/completions")
     async def chat(request: Request):
-        req = parse(ChatRequest, await read_json(request, srv.max_body_bytes))
+        req = parse(ChatRequest, await read_json(request, srv.max_body_bytes, srv.body_timeout_s))
         _check_model(srv, req.model)
         messages = [m.as_template() for m in req.messages]
-        ids = render_chat(srv.tokenizer, srv.chat_template, messages)
+        srv.refuse_oversized(sum(len(m["content"]) for m in messages), "messages")
+        ids = await _in_thread(render_chat, srv.tokenizer, srv.chat_template, messages)
         text = "\n".join(f"{m['role']}: {m['content']}" for m in messages)
         return await _answer(srv, request, req, ids, text, chat=True)
 
@@ -298,7 +381,7 @@ async def _answer(srv: Server, request: Request, req, ids: list[int], prompt_tex
                         presence_penalty=req.presence_penalty, frequency_penalty=req.frequency_penalty,
                         stop=req.stops + (srv.chat_stop if chat else ()), seed=req.seed)
     rec.update(prompt_tokens=n_prompt, completion_tokens=0, stream=req.stream)
-    if content := srv.record_content(prompt_text):
+    if content := await _in_thread(srv.record_content, prompt_text):
         rec["prompt"] = content
     reply = Reply(srv, rec, key, reserved, n_prompt, request.state.t0,
                   srv.backend.generate(ids, sampling))

@@ -23,15 +23,21 @@ def serve(workspace: Path = WS,
                                                                   "1 = one request at a time."),
           quantize: str = typer.Option(None, help="none or int8 (CPU backend)."),
           backend: str = typer.Option(None, help="auto, transformers or vllm."),
-          threads: int = typer.Option(None, help="torch CPU threads (0 = all cores but one).")) -> None:
+          threads: int = typer.Option(None, help="torch CPU threads (0 = all cores but one)."),
+          isolate_network: str = typer.Option(None, "--isolate-network", help="auto, on or off: serve "
+                                              "from a network namespace with only loopback "
+                                              "(needs root or user namespaces).")) -> None:
     """Serve the workspace's model: OpenAI-compatible API, API keys, audit log, chat page."""
-    from soberan.serve import run
-    from soberan.workspace import Workspace
+    from soberan.serve import open_listener, run
 
+    opts = dict(host=host, port=port, max_batch=max_batch, quantize=quantize, backend=backend,
+                threads=threads, isolate_network=isolate_network)
     with fail():
+        listener = open_listener(workspace, **opts)  # first: before pyarrow starts threads
+        from soberan.workspace import Workspace
+
         ws = Workspace.open(workspace)
-        run(ws, model=model, host=host, port=port, max_batch=max_batch, quantize=quantize,
-            backend=backend, threads=threads)
+        run(ws, model=model, listener=listener, **opts)
 
 
 def _keys_file(workspace: Path) -> tuple:
@@ -106,6 +112,9 @@ def audit_verify(workspace: Path = WS) -> None:
         log = AuditLog(Workspace.open(workspace).stage_dir("serve"))
         problems = log.verify()
     n = len(log.records()) if log.records_path.exists() else 0
+    if n or problems:
+        for note in log.notes():
+            console.print(f"[yellow]•[/yellow] {note}")
     if problems:
         for p in problems:
             console.print(f"[red]✗[/red] {p}")

@@ -21,3 +21,9 @@ class ServeSettings(BaseModel):
     token_budget: int = Field(0, ge=0)  # prompt + completion tokens for a new key; 0 = unlimited
     threads: int = Field(0, ge=0)  # torch CPU threads; 0 = all cores but one (kept for HTTP)
     tensor_parallel: int = Field(0, ge=0)  # vLLM: GPUs to shard over; 0 = all visible GPUs
+    header_timeout_s: float = Field(10.0, gt=0)  # a connection's request headers must arrive within this
+    body_timeout_s: float = Field(30.0, gt=0)  # and its body within this, else 408
+    max_connections_per_client: int = Field(256, ge=1)  # open connections per client address
+    unauthenticated_rate_limit: int = Field(30, ge=1)  # requests without a valid key, per client per minute
+    # auto: serve from a network namespace with only loopback when root or user namespaces allow
+    isolate_network: Literal["auto", "on", "off"] = "auto"

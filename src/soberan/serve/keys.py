@@ -158,6 +158,18 @@ class KeyStore:
         return sum(k.active for k in self._by_id.values())
 
 
+def sliding_window(q: deque, limit: int, window_s: float, now: float | None = None) -> float | None:
+    """A sliding-window log of request times: count one more in `q` and return None if it is
+    within `limit` per `window_s`, else the seconds until it would be (and count nothing)."""
+    now = time.monotonic() if now is None else now
+    while q and q[0] <= now - window_s:
+        q.popleft()
+    if len(q) >= limit:
+        return max(q[0] + window_s - now, 0.001)
+    q.append(now)
+    return None
+
+
 class Quotas:
     """Per-key request rate (sliding-window log) and token budget, in memory. Token use already
     spent is read back from the audit log at start, so a restart does not refill a budget."""
@@ -171,14 +183,8 @@ class Quotas:
         """Count one request; return None if allowed, else seconds until one would be."""
         if not key.rate_limit:
             return None
-        now = time.monotonic() if now is None else now
-        q = self._times.setdefault(key.key_id, deque())
-        while q and q[0] <= now - key.rate_window_s:
-            q.popleft()
-        if len(q) >= key.rate_limit:
-            return max(q[0] + key.rate_window_s - now, 0.001)
-        q.append(now)
-        return None
+        return sliding_window(self._times.setdefault(key.key_id, deque()), key.rate_limit,
+                              key.rate_window_s, now)
 
     def reserve(self, key: ApiKey, prompt_tokens: int, max_tokens: int) -> int:
         """Reserve the tokens a request may use; return how many completion tokens it may have

@@ -1,10 +1,15 @@
 """Nothing leaves the building: offline switches, and a guard that refuses outbound connections.
 
 The switches (the build stages' `airgap()`) stop libraries from trying. The guard catches what
-a switch misses: a Python audit hook (PEP 578) on `socket.connect` and `socket.getaddrinfo` that
-refuses any address outside loopback, so a dependency that phones home fails loudly instead of
-leaking. It sees every connection made through Python's socket module; a C library that opens
-its own sockets (NCCL, gRPC core) is outside its reach, which is why the switches come first.
+a switch misses: a Python audit hook (PEP 578) on every socket event that can reach another host
+-- `connect`, `sendto`, `sendmsg`, `getaddrinfo`, `gethostbyname(_ex)`, `gethostbyaddr`,
+`getnameinfo`, and the creation of packet sockets -- that refuses any address outside loopback
+and any name but `localhost` itself, so a dependency that phones home fails loudly instead of
+leaking. The hook runs before the system call, so a refused lookup or datagram never leaves.
+It sees what goes through Python's socket module; a C library that opens its own sockets (NCCL,
+gRPC core) is outside its reach, which is why the switches come first, and why
+`soberan.build.airgap.isolate_network()` (a network namespace with only loopback) is used
+where the OS allows it.
 """
 
 from __future__ import annotations
@@ -28,19 +33,25 @@ def go_offline() -> None:
 
 
 def is_local(host) -> bool:
-    """Loopback, an unspecified address (0.0.0.0 connects to this host), or a `localhost` name."""
+    """Loopback, an unspecified address (0.0.0.0 connects to this host), or the name `localhost`
+    exactly. Not `*.localhost`: RFC 6761 says it should resolve to loopback, but a resolver that
+    does not special-case it sends the query out, so such a name is refused like any other."""
     if isinstance(host, bytes):
         host = host.decode("ascii", "replace")
-    if host is None or host == "" or host == "localhost" or str(host).endswith(".localhost"):
+    if host is None or host == "" or str(host).lower() == "localhost":
         return True
     try:
         ip = ipaddress.ip_address(str(host).split("%")[0])
     except ValueError:
         return False
+    if getattr(ip, "ipv4_mapped", None) is not None:  # ::ffff:1.1.1.1 reaches 1.1.1.1
+        ip = ip.ipv4_mapped
     return ip.is_loopback or ip.is_unspecified
 
 
 def _is_ip(host) -> bool:
+    if isinstance(host, bytes):
+        host = host.decode("ascii", "replace")
     try:
         ipaddress.ip_address(str(host).split("%")[0])
         return True
@@ -48,16 +59,62 @@ def _is_ip(host) -> bool:
         return False
 
 
+def _inet(sock) -> bool:
+    return sock.family in (socket.AF_INET, socket.AF_INET6)
+
+
+def _host_of(address):
+    return address[0] if isinstance(address, tuple) and address else address
+
+
+_PACKET = getattr(socket, "AF_PACKET", None)
+
+
 def _hook(event: str, args: tuple) -> None:
-    if event == "socket.connect":
+    if not event.startswith("socket."):
+        return
+    if event in ("socket.connect", "socket.sendto", "socket.sendmsg"):
         sock, address = args
-        if sock.family in (socket.AF_INET, socket.AF_INET6) and not is_local(address[0]):
-            raise PermissionError(f"soberan serve refuses outbound connections (to {address[0]})")
-    elif event == "socket.getaddrinfo":
+        if address is not None and _inet(sock) and not is_local(_host_of(address)):
+            what = "connections" if event == "socket.connect" else "datagrams"
+            raise PermissionError(f"soberan refuses outbound {what} (to {_host_of(address)})")
+    elif event in ("socket.getaddrinfo", "socket.gethostbyname"):
         host = args[0]
-        # An IP literal needs no lookup; a name other than localhost would be a DNS query.
-        if host is not None and not is_local(host) and not _is_ip(host):
-            raise PermissionError(f"soberan serve refuses DNS lookups (of {host})")
+        # An IP literal needs no query (and binding to this host's LAN address is legitimate);
+        # any name but `localhost` would be a DNS query.
+        if not is_local(host) and not _is_ip(host):
+            raise PermissionError(f"soberan refuses DNS lookups (of {host})")
+    elif event == "socket.gethostbyaddr":
+        if not is_local(args[0]):
+            raise PermissionError(f"soberan refuses reverse DNS lookups (of {args[0]})")
+    elif event == "socket.getnameinfo":
+        if not is_local(_host_of(args[0])):
+            raise PermissionError(f"soberan refuses reverse DNS lookups (of {_host_of(args[0])})")
+    elif event == "socket.__new__":
+        _sock, family, type_, _proto = args
+        if (_PACKET is not None and family == _PACKET) or (
+                family in (socket.AF_INET, socket.AF_INET6) and type_ == socket.SOCK_RAW):
+            raise PermissionError("soberan refuses raw and packet sockets")
+
+
+def _names_first(method):
+    """`connect`, `sendto` and `sendmsg` given a host *name* resolve it in C before the audit
+    event is raised, so the query would leave before the hook could refuse it. These wrappers
+    refuse a name (other than `localhost`) before the call reaches C; the audit hook then checks
+    the address itself."""
+    name = method.__name__
+
+    def guarded(self, *args):
+        # connect(address), sendto(data[, flags], address), sendmsg(buffers, anc, flags, address)
+        address = {"sendto": args[-1:], "sendmsg": args[3:4]}.get(name, args[:1])
+        host = _host_of(address[0]) if address else None
+        if (_inet(self) and isinstance(host, (str, bytes)) and not is_local(host) and not _is_ip(host)):
+            raise PermissionError(f"soberan refuses DNS lookups (of {host})")
+        return method(self, *args)
+
+    guarded.__name__ = guarded.__qualname__ = method.__name__
+    guarded.__doc__ = method.__doc__
+    return guarded
 
 
 def refuse_outbound() -> None:
@@ -65,4 +122,59 @@ def refuse_outbound() -> None:
     global _installed
     if not _installed:
         sys.addaudithook(_hook)
+        for name in ("connect", "connect_ex", "sendto", "sendmsg"):
+            setattr(socket.socket, name, _names_first(getattr(socket.socket, name)))
         _installed = True
+
+
+# --- real isolation: a network namespace with only loopback ----------------------------------
+
+_CLONE_NEWNET, _CLONE_NEWUSER = 0x40000000, 0x10000000
+_SIOCGIFFLAGS, _SIOCSIFFLAGS, _IFF_UP = 0x8913, 0x8914, 0x1
+
+
+def _threads() -> int:
+    try:
+        return len(os.listdir("/proc/self/task"))
+    except OSError:
+        return 1
+
+
+def isolate_network() -> str:
+    """Move this process (and every child it starts) into a new network namespace in which only
+    loopback is up, so nothing it runs -- Python, a C library with its own sockets, a subprocess
+    -- can reach another host, whatever the audit hook sees. Needs root, or unprivileged user
+    namespaces (then a user namespace mapping this user to itself comes with it). Should run
+    before any thread starts: the kernel moves only the calling thread (and the threads it
+    starts later); a user namespace cannot be entered at all by a process with threads.
+
+    Sockets opened before the call stay in the old namespace: `soberan serve` opens its
+    listening socket first, so clients still reach it. Returns a description of what is in
+    force; raises OSError saying why not.
+    """
+    import ctypes
+    import fcntl
+    import struct
+
+    if not sys.platform.startswith("linux"):
+        raise OSError("network namespaces are a Linux feature")
+    libc = ctypes.CDLL(None, use_errno=True)
+    uid, gid, threads = os.geteuid(), os.getegid(), _threads()
+    if threads > 1 and uid != 0:
+        raise OSError(f"{threads} threads already run, and a user namespace needs a single-threaded process")
+    flags = _CLONE_NEWNET if uid == 0 else _CLONE_NEWUSER | _CLONE_NEWNET
+    if libc.unshare(flags) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"unshare(CLONE_NEWNET{'' if uid == 0 else '|CLONE_NEWUSER'}): "
+                           f"{os.strerror(err)} (needs root or unprivileged user namespaces)")
+    if uid != 0:  # the same ids inside, so files keep their owners
+        for name, text in (("setgroups", "deny"), ("uid_map", f"{uid} {uid} 1"), ("gid_map", f"{gid} {gid} 1")):
+            with open(f"/proc/self/{name}", "w") as f:
+                f.write(text)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        req = struct.pack("16sH14s", b"lo", 0, b"")
+        flags_now = struct.unpack("16sH14s", fcntl.ioctl(s.fileno(), _SIOCGIFFLAGS, req))[1]
+        fcntl.ioctl(s.fileno(), _SIOCSIFFLAGS, struct.pack("16sH14s", b"lo", flags_now | _IFF_UP, b""))
+    notes = ["loopback only"] + ([] if uid == 0 else ["in a user namespace"]) + (
+        [f"{threads - 1} thread(s) started earlier stay outside"] if threads > 1 else [])
+    return f"network namespace ({'; '.join(notes)})"

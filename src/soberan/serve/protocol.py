@@ -2,7 +2,9 @@
 
 Unknown fields are refused with OpenAI's own wording ("Unrecognized request argument"), and
 fields this server does not implement (logprobs, tools, n > 1, ...) are refused by name rather
-than silently ignored, so a client never gets less than it asked for without knowing.
+than silently ignored, so a client never gets less than it asked for without knowing. Types are
+strict: `"5"` or `true` is not a `max_tokens`, `"yes"` is not a `stream`, NaN is not a
+temperature; a value of the wrong type is a 422 naming the field, a value out of range a 400.
 """
 
 from __future__ import annotations
@@ -46,19 +48,19 @@ IGNORED = ("user", "metadata", "store", "service_tier", "parallel_tool_calls")  
 
 
 class StreamOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     include_usage: bool = False
 
 
 class _Sampling(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     model: str
     max_tokens: int | None = Field(None, ge=1)
-    temperature: float = Field(1.0, ge=0, le=2)
-    top_p: float = Field(1.0, gt=0, le=1)
-    presence_penalty: float = Field(0.0, ge=-2, le=2)
-    frequency_penalty: float = Field(0.0, ge=-2, le=2)
+    temperature: float = Field(1.0, ge=0, le=2, allow_inf_nan=False)
+    top_p: float = Field(1.0, gt=0, le=1, allow_inf_nan=False)
+    presence_penalty: float = Field(0.0, ge=-2, le=2, allow_inf_nan=False)
+    frequency_penalty: float = Field(0.0, ge=-2, le=2, allow_inf_nan=False)
     stop: str | list[str] | None = None
     seed: int | None = None
     stream: bool = False
@@ -97,13 +99,13 @@ class CompletionRequest(_Sampling):
 
 
 class TextPart(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     type: Literal["text"]
     text: str
 
 
 class Message(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     role: Literal["system", "developer", "user", "assistant"]
     content: str | list[TextPart]
     name: str | None = None
@@ -122,6 +124,16 @@ class ChatRequest(_Sampling):
         return self.max_completion_tokens or self.max_tokens
 
 
+WRONG_TYPE = {"int_type": "an integer", "bool_type": "a boolean (true or false)",
+              "float_type": "a number", "finite_number": "a number", "string_type": "a string",
+              "list_type": "a list", "model_type": "an object", "dict_type": "an object"}
+
+
+def _field(loc: tuple) -> str:
+    """The field a pydantic location names, without the union member it tried (`str`, `list[int]`)."""
+    return ".".join(str(p) for p in loc if not (isinstance(p, str) and (p in ("str", "int") or "[" in p)))
+
+
 def parse(model: type[BaseModel], body: Any):
     """Validate a JSON body; a problem becomes a 400 naming the parameter."""
     if not isinstance(body, dict):
@@ -138,11 +150,19 @@ def parse(model: type[BaseModel], body: Any):
     try:
         return model.model_validate(body)
     except ValidationError as e:
-        err = e.errors()[0]
+        errors = e.errors()
+        err = errors[0]
         loc = ".".join(str(x) for x in err["loc"])
         if err["type"] == "extra_forbidden":
             raise ApiError(400, f"Unrecognized request argument supplied: {loc}", param=loc,
                            code="unknown_parameter") from None
+        typed = [x for x in errors if x["type"] in WRONG_TYPE]
+        if typed and all(x["type"] in WRONG_TYPE or x["type"].endswith("_type") for x in errors):
+            # A union (`stop`: a string or a list) fails once per member: name the field once.
+            name = _field(typed[0]["loc"])
+            wanted = dict.fromkeys(WRONG_TYPE[x["type"]] for x in typed if _field(x["loc"]) == name)
+            raise ApiError(422, f"{name}: must be {' or '.join(wanted)}", param=name,
+                           code="invalid_type") from None
         msg = err["msg"].removeprefix("Value error, ")
         raise ApiError(400, f"{loc}: {msg}" if loc else msg, param=loc or None,
                        code="invalid_value") from None

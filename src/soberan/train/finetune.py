@@ -19,6 +19,11 @@ from soberan.workspace import Workspace
 
 def _base(ws: Workspace, base_model: str | None) -> tuple[Path, dict | None]:
     if base_model:
+        from soberan import basemodel
+
+        if basemodel.is_base_spec(base_model):  # a builtin name or a .gguf: imported once, license-checked
+            p = basemodel.resolve(ws, base_model, ws.config.train.base_model_license)
+            return p, artifact_at(ws, p)
         p = ws.config.resolve(base_model)
         if not (p / "config.json").exists():
             raise FileNotFoundError(f"{p}: not a Hugging Face checkpoint (no config.json)")
