@@ -63,8 +63,3 @@ def oom_message(err: BaseException, *, batch: str, remedy: str) -> str:
         parts.append(f"it asked for {tried.group(1)} more")
     return "; ".join(parts) + f". {remedy}"
 
-
-def is_oom(err: BaseException) -> bool:
-    import torch
-
-    return isinstance(err, torch.OutOfMemoryError)
