@@ -100,8 +100,6 @@ def free_port() -> int:
 
 
 def start_server(ws: Path, model: Path, mode: Mode, threads: int) -> tuple[subprocess.Popen, str]:
-    import httpx
-
     port = free_port()
     cmd = [sys.executable, "-m", "soberan.serve", "-w", str(ws),
            "--model", str(model), "--port", str(port), "--max-batch", str(mode.max_batch),
@@ -111,13 +109,21 @@ def start_server(ws: Path, model: Path, mode: Mode, threads: int) -> tuple[subpr
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env={**os.environ, "PYTHONUNBUFFERED": "1"})
     url = f"http://127.0.0.1:{port}"
+    wait_up(proc, url, lambda: proc.stdout.read())
+    return proc, url
+
+
+def wait_up(proc: subprocess.Popen, url: str, output) -> None:
+    """Wait until the server answers /health; stop with its output (`output()`) if it exits."""
+    import httpx
+
     deadline = time.time() + 300
     while time.time() < deadline:
         if proc.poll() is not None:
-            raise SystemExit(f"soberan serve exited:\n{proc.stdout.read()}")
+            raise SystemExit(f"soberan serve exited:\n{output()}")
         try:
             if httpx.get(url + "/health", timeout=1).status_code == 200:
-                return proc, url
+                return
         except httpx.TransportError:
             time.sleep(0.3)
     proc.kill()

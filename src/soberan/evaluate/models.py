@@ -135,8 +135,10 @@ def load_model(path: Path, device: str = "auto"):
 
     hf_logging.disable_progress_bar()  # the stage shows its own progress
 
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    from soberan.device import pick_device
+    from soberan.ui import console
+
+    device = pick_device(device, console.print, "evaluating")  # no CUDA: say why, use the CPU
     try:
         tok = AutoTokenizer.from_pretrained(path, local_files_only=True)
     except (OSError, ValueError) as e:

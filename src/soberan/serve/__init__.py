@@ -125,7 +125,7 @@ def build_server(ws, settings: ServeSettings, model: Path | None = None):
     backend_name = choose_backend(settings)
     loaded = load_transformers(source.path, quantize=settings.quantize, threads=settings.threads,
                                context_length=settings.context_length,
-                               weights=backend_name == "transformers")
+                               weights=backend_name == "transformers", device="auto")
     if backend_name == "vllm":
         from soberan.serve.vllm_engine import VllmEngine
 

@@ -206,7 +206,7 @@ class BatchEngine:
         return out.logits[:, -1, :], getattr(out, self._cache_kw)
 
     def _decode(self) -> torch.Tensor:
-        ids = torch.tensor([[s.next_token] for s in self._active])
+        ids = torch.tensor([[s.next_token] for s in self._active], device=self._mask.device)
         pos = self._mask.sum(1, keepdim=True)  # each row's own position: padding does not count
         self._mask = torch.cat([self._mask, torch.ones_like(pos)], 1)
         logits, self._cache = self._forward(ids, self._mask, pos, self._cache)
@@ -221,6 +221,9 @@ class BatchEngine:
         for i, s in enumerate(new):  # left padding: every row's last column is its last token
             ids[i, width - len(s.prompt):] = torch.tensor(s.prompt)
             mask[i, width - len(s.prompt):] = 1
+        # Built on the CPU, then moved at once: the model may be on a GPU.
+        dev = next(self.model.parameters()).device
+        ids, mask = ids.to(dev), mask.to(dev)
         pos = (mask.cumsum(1) - 1).clamp(min=0)
         logits, cache = self._forward(ids, mask, pos, DynamicCache())
         if self._cache is None:
@@ -244,7 +247,7 @@ class BatchEngine:
         if not keep:
             self._cache, self._mask = None, None
             return
-        idx = torch.tensor(keep)
+        idx = torch.tensor(keep, device=self._mask.device)
         self._mask = self._mask[idx]
         # Columns that are padding in every remaining row are dead weight: cut them.
         first = int(self._mask.any(0).long().argmax())
@@ -255,20 +258,21 @@ class BatchEngine:
 
     def _sample(self, logits: torch.Tensor, seqs: list[_Seq]) -> list[int]:
         logits = logits.float()
+        dev = logits.device  # the model's: sampling stays on the GPU when the model is there
         logits[:, self.vocab:] = float("-inf")  # padded embedding rows are not tokens
         for i, s in enumerate(seqs):
             p = s.sampling
             if (p.presence_penalty or p.frequency_penalty) and s.out:
                 # OpenAI's definition: mu[j] -= c[j] * alpha_frequency + (c[j] > 0) * alpha_presence
-                counts = torch.bincount(torch.tensor(s.out), minlength=logits.shape[1]).float()
+                counts = torch.bincount(torch.tensor(s.out, device=dev), minlength=logits.shape[1]).float()
                 logits[i] -= counts * p.frequency_penalty + (counts > 0).float() * p.presence_penalty
         out = logits.argmax(-1)
-        temps = torch.tensor([s.sampling.temperature for s in seqs])
-        sampled = (temps > 0).nonzero().flatten().tolist()
+        temps = torch.tensor([s.sampling.temperature for s in seqs], device=dev)
+        sampled = [i for i, s in enumerate(seqs) if s.sampling.temperature > 0]
         if sampled:
-            rows = torch.tensor(sampled)
+            rows = torch.tensor(sampled, device=dev)
             probs = torch.softmax(logits[rows] / temps[rows, None], -1)
-            top_p = torch.tensor([seqs[i].sampling.top_p for i in sampled])
+            top_p = torch.tensor([seqs[i].sampling.top_p for i in sampled], device=dev)
             if bool((top_p < 1).any()):  # nucleus sampling (Holtzman et al., ICLR 2020)
                 sp, idx = probs.sort(-1, descending=True)
                 sp[(sp.cumsum(-1) - sp) > top_p[:, None]] = 0
@@ -277,10 +281,12 @@ class BatchEngine:
             # its own from its generator), then one cumsum and searchsorted for the whole batch.
             # A multinomial call per row, or exponential noise over the vocabulary, costs 10-50x
             # more at a 32k vocabulary.
+            # Drawn on the CPU (a seeded request gives the same text on any device), then moved.
             u = torch.rand(len(sampled), 1)
             for j, i in enumerate(sampled):
                 if seqs[i].generator is not None:
                     u[j] = torch.rand(1, generator=seqs[i].generator)
+            u = u.to(dev)
             cdf = probs.cumsum(-1)
             # right=True: the first token whose cumulative mass exceeds u, never a zero-mass one
             pick = torch.searchsorted(cdf, u * cdf[:, -1:], right=True).clamp_(max=probs.shape[1] - 1)

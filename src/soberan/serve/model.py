@@ -63,9 +63,10 @@ class Loaded:
 
 
 def load_transformers(path: Path, *, quantize: str = "none", threads: int = 0,
-                      context_length: int = 0, weights: bool = True) -> Loaded:
-    """Load a checkpoint for CPU inference from local files only (with `weights=False`, only its
-    tokenizer and config: vLLM loads the weights itself)."""
+                      context_length: int = 0, weights: bool = True, device: str = "cpu") -> Loaded:
+    """Load a checkpoint for inference from local files only (with `weights=False`, only its
+    tokenizer and config: vLLM loads the weights itself). `device="auto"` puts the weights on the
+    GPU in bf16 when there is one (saying so when there is none); int8 is a CPU format."""
     go_offline()
     import torch
     import transformers
@@ -80,7 +81,13 @@ def load_transformers(path: Path, *, quantize: str = "none", threads: int = 0,
     tok = AutoTokenizer.from_pretrained(path, local_files_only=True)
     model = None
     if weights:
-        model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, dtype=torch.float32)
+        from soberan.device import pick_device
+        from soberan.ui import console
+
+        where = "cpu" if quantize == "int8" else pick_device(device, console.print, "serving")
+        # On a GPU bf16: half the memory and the tensor cores; a CPU computes bf16 slowly.
+        dtype = torch.bfloat16 if where.startswith("cuda") else torch.float32
+        model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, dtype=dtype).to(where)
         model.eval()
         if quantize == "int8":
             model = quantize_int8(model)

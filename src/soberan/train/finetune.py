@@ -10,6 +10,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from soberan.config import ConfigError
+from soberan.device import pick_device
 from soberan.documents import tree_sha256
 from soberan.train import CONFIG_SECTIONS, TrainSummary
 from soberan.train.pretrain import accelerator_for, artifact_at, load_tokenizer, publish
@@ -58,6 +59,7 @@ def finetune(ws: Workspace, *, chat_data=None, base_model=None, output_dir=None,
     acc = accelerator_for(s.precision)
     main = acc.is_main_process
     say = (lambda m: console.print(m)) if (console and main) else (lambda m: None)
+    pick_device("auto", say, "fine-tuning")  # no CUDA: say why, once
     tokenizer = load_tokenizer(base)
     data = load_chat(chat_path, tokenizer, f.max_length)
     if data.rejected and main:

@@ -268,15 +268,25 @@ def train_loop(accelerator, model, tokenizer, sampler, collate: Callable, spec: 
             shutil.rmtree(tmp, ignore_errors=True)
             tmp.mkdir(parents=True)
         accelerator.wait_for_everyone()
-        save_hf(model, tokenizer, tmp, accelerator)
-        if sharded:
-            accelerator.save_state(str(tmp / "sharded"))
+        try:
+            save_hf(model, tokenizer, tmp, accelerator)
+            if sharded:
+                accelerator.save_state(str(tmp / "sharded"))
+            if main:
+                torch.save({"step": s, "stage": stage_name(s),
+                            "optimizer": None if sharded else optimizer.state_dict(),
+                            "scheduler": scheduler.state_dict(), "sampler": sampler.state_dict(),
+                            "rng": _rng_state(), "run_key": spec.run_key, "global_batch": global_batch,
+                            "world_size": world, "bpb_start": bpb_start, "last": last}, tmp / STATE)
+        except BaseException as e:
+            # A save that fails (out of memory while gathering, a full disk, a kill signal turned
+            # into an exception) leaves no half-written folder; the previous checkpoint stays whole.
+            if main:
+                shutil.rmtree(tmp, ignore_errors=True)
+            if isinstance(e, torch.OutOfMemoryError):
+                raise _oom(e, spec, s, accelerator.device, saving=True) from e
+            raise
         if main:
-            torch.save({"step": s, "stage": stage_name(s),
-                        "optimizer": None if sharded else optimizer.state_dict(),
-                        "scheduler": scheduler.state_dict(), "sampler": sampler.state_dict(),
-                        "rng": _rng_state(), "run_key": spec.run_key, "global_batch": global_batch,
-                        "world_size": world, "bpb_start": bpb_start, "last": last}, tmp / STATE)
             shutil.rmtree(final, ignore_errors=True)
             os.replace(tmp, final)
             for old in checkpoints(out)[:-spec.keep_checkpoints]:
@@ -311,18 +321,21 @@ def train_loop(accelerator, model, tokenizer, sampler, collate: Callable, spec: 
             stopped = str(e)
             break
         local_tokens = 0
-        for a in range(spec.grad_accum):
-            lo = (a * world + rank) * spec.micro_batch
-            inputs = {k: v.to(accelerator.device) for k, v in collate(batch[lo:lo + spec.micro_batch]).items()}
-            local_tokens += int(inputs["attention_mask"].sum()) if "attention_mask" in inputs else inputs["input_ids"].numel()
-            sync = a == spec.grad_accum - 1
-            with nullcontext() if sync else accelerator.no_sync(model):
-                loss = model(**inputs).loss / spec.grad_accum
-                accelerator.backward(loss)
-            run_loss += loss.detach()
-        # The wrapped model's parameters: under FSDP accelerate then clips by the global norm.
-        grad_norm = accelerator.clip_grad_norm_(model.parameters(), spec.grad_clip)
-        optimizer.step()
+        try:
+            for a in range(spec.grad_accum):
+                lo = (a * world + rank) * spec.micro_batch
+                inputs = {k: v.to(accelerator.device) for k, v in collate(batch[lo:lo + spec.micro_batch]).items()}
+                local_tokens += int(inputs["attention_mask"].sum()) if "attention_mask" in inputs else inputs["input_ids"].numel()
+                sync = a == spec.grad_accum - 1
+                with nullcontext() if sync else accelerator.no_sync(model):
+                    loss = model(**inputs).loss / spec.grad_accum
+                    accelerator.backward(loss)
+                run_loss += loss.detach()
+            # The wrapped model's parameters: under FSDP accelerate then clips by the global norm.
+            grad_norm = accelerator.clip_grad_norm_(model.parameters(), spec.grad_clip)
+            optimizer.step()
+        except torch.OutOfMemoryError as e:
+            raise _oom(e, spec, step, accelerator.device) from e
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
         step += 1
@@ -365,6 +378,27 @@ def train_loop(accelerator, model, tokenizer, sampler, collate: Callable, spec: 
         writer.close()
     bpb_end = last.get("bpb") or evaluate()
     return LoopResult(step, bpb_start, bpb_end, last, resumed_from, stopped, model)
+
+
+def _oom(err: BaseException, spec: LoopSpec, step: int, device, saving: bool = False) -> Exception:
+    """The error a person reads when a step does not fit: the batch, the memory, what to change.
+    The same global batch with a smaller micro-batch trains the same model (grad_accum)."""
+    from soberan.config import ConfigError
+    from soberan.device import oom_message
+
+    where = "while saving the checkpoint of" if saving else "at"
+    batch = (f"train.micro_batch = {spec.micro_batch} × seq_len {spec.seq_len} "
+             f"({spec.micro_batch * spec.seq_len:,} tokens per forward pass; grad_accum {spec.grad_accum}) "
+             f"on {device}, {where} step {step + (0 if saving else 1)}")
+    if spec.micro_batch > 1:
+        smaller = max(d for d in range(1, spec.micro_batch) if spec.micro_batch % d == 0)
+        remedy = (f"Lower micro_batch and raise grad_accum, which keeps the global batch and so the "
+                  f"model it trains: micro_batch = {smaller}, "
+                  f"grad_accum = {spec.grad_accum * spec.micro_batch // smaller}.")
+    else:
+        remedy = "micro_batch is already 1: lower seq_len, use a smaller model, or shard it over GPUs (FSDP)."
+    return ConfigError(oom_message(err, batch=batch, remedy=remedy)
+                       + " Checkpoints already written are whole; the run resumes from the last one.")
 
 
 def _fmt_bpb(b: dict[str, float]) -> str:

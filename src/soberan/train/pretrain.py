@@ -248,11 +248,13 @@ def accelerator_for(precision: str):
 
     hf_logging.disable_progress_bar()  # our own progress bar is the one a person reads
 
+    from soberan.device import pick_device
+
+    cuda = pick_device("auto") == "cuda"
     if precision == "auto":
-        precision = "bf16" if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else "fp32"
+        precision = "bf16" if cuda and torch.cuda.is_bf16_supported() else "fp32"
     # cpu=True on a machine without a GPU: accelerate then runs several processes over gloo.
-    return Accelerator(mixed_precision="no" if precision == "fp32" else precision,
-                       cpu=not torch.cuda.is_available())
+    return Accelerator(mixed_precision="no" if precision == "fp32" else precision, cpu=not cuda)
 
 
 def compile_backend(setting: str) -> str | None:
@@ -368,6 +370,7 @@ def pretrain(ws: Workspace, *, corpus_dir=None, tokenizer_dir=None, output_dir=N
     import numpy as np
     import torch
 
+    from soberan.device import pick_device
     from soberan.train.data import read_heldout
     from soberan.train.loop import LoopSpec, latest_checkpoint, load_state, train_loop
     from soberan.train.mix import MixSampler
@@ -377,6 +380,7 @@ def pretrain(ws: Workspace, *, corpus_dir=None, tokenizer_dir=None, output_dir=N
     acc = accelerator_for(s.precision)
     main, world = acc.is_main_process, acc.num_processes
     say = (lambda m: console.print(m)) if (console and main) else (lambda m: None)
+    pick_device("auto", say, "training")  # no CUDA: say why, once, and train on the CPU
     inp = _resolve(ws, acc, corpus_dir=corpus_dir, tokenizer_dir=tokenizer_dir, output_dir=output_dir,
                    base_model=base_model, role=role)
     out = inp.out
@@ -471,16 +475,21 @@ def publish(acc, model, tokenizer, out: Path, merge_lora: bool = False) -> Path:
     acc.wait_for_everyone()
     from soberan.train.loop import save_hf
 
-    if merge_lora:
-        save_hf(model, tokenizer, out / ".tmp-adapter", acc)
+    try:
+        if merge_lora:
+            save_hf(model, tokenizer, out / ".tmp-adapter", acc)
+            if acc.is_main_process:
+                shutil.rmtree(out / "adapter", ignore_errors=True)
+                os.replace(out / ".tmp-adapter", out / "adapter")
+                merged = acc.unwrap_model(model).merge_and_unload()
+                merged.save_pretrained(tmp, safe_serialization=True)
+                tokenizer.save_pretrained(tmp)
+        else:
+            save_hf(model, tokenizer, tmp, acc)
+    except BaseException:  # no half-written model left behind; the checkpoints stay whole
         if acc.is_main_process:
-            shutil.rmtree(out / "adapter", ignore_errors=True)
-            os.replace(out / ".tmp-adapter", out / "adapter")
-            merged = acc.unwrap_model(model).merge_and_unload()
-            merged.save_pretrained(tmp, safe_serialization=True)
-            tokenizer.save_pretrained(tmp)
-    else:
-        save_hf(model, tokenizer, tmp, acc)
+            shutil.rmtree(tmp, ignore_errors=True)
+        raise
     if acc.is_main_process:
         shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)
