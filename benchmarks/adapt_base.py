@@ -169,6 +169,8 @@ def main() -> None:
     ap.add_argument("--new-tokens", type=int, default=8000)
     ap.add_argument("--laws", type=int, default=60, help="statutes from korean_laws to collect")
     ap.add_argument("--ntrex", type=int, default=300, help="NTREX sentences per language")
+    ap.add_argument("--reuse", action="store_true",
+                    help="keep the workspace, tokenizers and trained arms already in --out (delete an arm's folder to retrain it)")
     ap.add_argument("--kobest-limit", type=int, default=100, help="items per KoBEST task (0: skip)")
     args = ap.parse_args()
     if not (DATA / "ntrex128").is_dir():
@@ -177,19 +179,23 @@ def main() -> None:
 
     from soberan.evaluate.compare import paired_bootstrap
 
-    ws = workspace(args.out / "ws", args)
-    print(f"workspace {ws}", flush=True)
-    sh("collect", "-w", str(ws))
-    sh("curate", "-w", str(ws))
-    # The two tokenizers: the base as it is, and the base extended with Korean tokens.
+    ws = args.out / "ws"
     cfg = ws / "soberan.toml"
-    for mode in ("keep", "extend"):
-        cfg.write_text(set_keys(cfg.read_text(), "tokenizer", {"mode": f'"{mode}"'}))
-        sh("tokenizer", "run", "-w", str(ws))
-        shutil.copytree(ws / "tokenizer" / "final", ws / f"tok-{mode}")
+    if not (args.reuse and (ws / "tok-extend").is_dir()):
+        workspace(ws, args)
+        print(f"workspace {ws}", flush=True)
+        sh("collect", "-w", str(ws))
+        sh("curate", "-w", str(ws))
+        # The two tokenizers: the base as it is, and the base extended with Korean tokens.
+        for mode in ("keep", "extend"):
+            cfg.write_text(set_keys(cfg.read_text(), "tokenizer", {"mode": f'"{mode}"'}))
+            sh("tokenizer", "run", "-w", str(ws))
+            shutil.copytree(ws / "tokenizer" / "final", ws / f"tok-{mode}")
     base_dir = next((ws / "base").iterdir())
     arms = {"keep": 0, "extend": args.embed_steps}
     for arm, embed in arms.items():
+        if args.reuse and (ws / f"model-{arm}" / "final").is_dir():
+            continue
         cfg.write_text(set_keys(cfg.read_text(), "train", {"embed_stage_steps": str(embed)}))
         sh("train", "-w", str(ws), "--tokenizer", str(ws / f"tok-{arm}"), "--output", str(ws / f"model-{arm}"),
            "--role", arm)

@@ -238,7 +238,8 @@ def test_demo_report(demo):
     assert f["funnel"]["collected"]["docs"] == raw and f["funnel"]["collected"]["tokens"] > 0
     assert f["funnel"]["kept"]["docs"] > 0 and f["ledger"]["ok"]
     assert {r["value"] for r in f["composition"]["source"]} <= {"kolaw", "kobill"}
-    assert set(f["model_shares_flat"]["source"]) == {"kolaw", "kobill"}
+    # The demo's English replay (replay_path) is its own source in the model's shares.
+    assert set(f["model_shares_flat"]["source"]) == {"kolaw", "kobill", "replay"}
     assert f["training"]["available"] and f["evaluation"]["available"]
     eu = json.loads((root / "report" / "eu_training_summary.json").read_text())
     assert eu["general_information"]["training_data_size"]["text"]["bin"] == "Less than 1 billion tokens"
@@ -265,7 +266,8 @@ def test_takedown_of_a_demo_source_reaches_every_rebuilt_artifact(demo):
     for folder in ("raw", "curated", "tokenizer", "model", "eval", "work"):
         for p in (root / folder).rglob("*.parquet") if (root / folder).exists() else []:
             names = pq.read_schema(p).names
-            col = "id" if "id" in names else "doc_id" if "doc_id" in names else None
+            # doc_id first: a held-out paragraph's own id is "<doc id>:<n>"
+            col = "doc_id" if "doc_id" in names else "id" if "id" in names else None
             if col:
                 hit = raw_ids & set(pq.read_table(p, columns=[col]).column(0).to_pylist())
                 if hit:
