@@ -175,10 +175,10 @@ def heldout_bpb(model, tokenizer, heldout: dict[str, list[str]]) -> dict[str, fl
     return {lang: round(bits_per_byte(model, tokenizer, texts), 5) for lang, texts in heldout.items() if texts}
 
 
-# A new embedding row is learned from the contexts it occurs in; below about this many
-# occurrences in the planned tokens, extension costs more than it returns (a rule of thumb, set
-# against benchmarks/adapt_base.py, where 20k-60k tokens left SmolLM2's 2k new Korean rows
-# seen a few hundred times each and the extended model still behind the base tokenizer).
+# A new embedding row is learned from the contexts it occurs in. A rule of thumb, not a fitted
+# threshold: a row seen fewer than about this many times in the planned tokens has had little
+# chance to move from its initialization, so a model that starts behind is likely to stay there
+# (benchmarks/adapt_base.py measures the real curves for SmolLM2; README).
 MIN_OCCURRENCES_PER_NEW_ROW = 1000
 
 
