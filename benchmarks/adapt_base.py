@@ -172,6 +172,8 @@ def main() -> None:
     ap.add_argument("--reuse", action="store_true",
                     help="keep the workspace, tokenizers and trained arms already in --out (delete an arm's folder to retrain it)")
     ap.add_argument("--kobest-limit", type=int, default=100, help="items per KoBEST task (0: skip)")
+    # BoolQ's paragraphs and HellaSwag's four long endings cost most of an evaluation on a CPU.
+    ap.add_argument("--kobest-sets", default="kobest_copa,kobest_sentineg,kobest_wic")
     args = ap.parse_args()
     if not (DATA / "ntrex128").is_dir():
         sys.exit(f"{DATA}: shared data not found (set SOBERAN_SHARED_DATA)")
@@ -202,8 +204,13 @@ def main() -> None:
     models = {"base": base_dir, "keep": ws / "model-keep" / "final", "extend": ws / "model-extend" / "final"}
 
     rows, per = {}, {}
-    for lang in ("ko", "en"):
-        texts = ntrex(lang, args.ntrex)
+    # NTREX news (out of the training domain) and the train stage's own held-out statute
+    # paragraphs (in domain: the same split both arms held out).
+    import pyarrow.parquet as pq
+
+    sets = {lang: ntrex(lang, args.ntrex) for lang in ("ko", "en")}
+    sets["ko-heldout"] = pq.read_table(ws / "model-keep" / "heldout" / "ko.parquet").column("text").to_pylist()
+    for lang, texts in sets.items():
         chars = sum(len(t) for t in texts)
         for name, path in models.items():
             x, w, tok = per_text_bpb(path, texts)
@@ -212,7 +219,7 @@ def main() -> None:
             n_tok = sum(len(tok(t, add_special_tokens=False)["input_ids"]) for t in texts)
             rows[(name, lang)] = {"bpb": v, "ci": [lo, hi], "tok_per_char": n_tok / chars, "n": len(texts)}
             print(f"  {name:6s} {lang}: bpb {v:.4f} [{lo:.4f}, {hi:.4f}]  tok/char {n_tok / chars:.3f}", flush=True)
-    for lang in ("ko", "en"):
+    for lang in sets:
         for name in ("keep", "extend"):
             (a, w), (b, _) = per[("base", lang)], per[(name, lang)]
             d = paired_bootstrap(a, b, weights=w)
@@ -228,7 +235,7 @@ def main() -> None:
     if args.kobest_limit and (DATA / "kobest").is_dir():
         os.environ["SOBERAN_SHARED_DATA"] = str(DATA)
         sh("evaluate", "-w", str(ws), "--compare", str(base_dir), str(models["keep"]), str(models["extend"]),
-           "--sets", "kobest", "--limit", str(args.kobest_limit))
+           "--sets", args.kobest_sets, "--limit", str(args.kobest_limit))
         kobest = json.loads((ws / "eval" / "results.json").read_text())
 
     train_tokens = args.steps * args.micro_batch * args.seq_len
@@ -245,20 +252,30 @@ def main() -> None:
         sp = f"{speed[name]:.0f}" if speed.get(name) else "–"
         print(f"| {name} | {ko['bpb']:.4f} [{ko['ci'][0]:.4f}, {ko['ci'][1]:.4f}] | {d(ko)} | "
               f"{en['bpb']:.4f} [{en['ci'][0]:.4f}, {en['ci'][1]:.4f}] | {d(en)} | {ko['tok_per_char']:.3f} | {sp} |")
-    dk = rows[("extend", "ko")]["diff_vs_keep"]
-    print(f"\nextend vs keep, NTREX ko: {dk[0]:+.4f} bpb [{dk[1]:+.4f}, {dk[2]:+.4f}]")
-    print("held-out ko bpb by step (the train stage's own held-out units):")
+    print(f"\nin domain, the train stage's {len(sets['ko-heldout'])} held-out statute paragraphs (ko):")
+    for name in models:
+        r = rows[(name, "ko-heldout")]
+        d = "" if "diff_vs_base" not in r else " Δ vs base {:+.4f} [{:+.4f}, {:+.4f}]".format(*r["diff_vs_base"])
+        print(f"  {name:6s} {r['bpb']:.4f} [{r['ci'][0]:.4f}, {r['ci'][1]:.4f}]{d}; tok/char {r['tok_per_char']:.3f}")
+    for lang in ("ko", "ko-heldout"):
+        dk = rows[("extend", lang)]["diff_vs_keep"]
+        print(f"extend vs keep, {lang}: {dk[0]:+.4f} bpb [{dk[1]:+.4f}, {dk[2]:+.4f}]")
+    print("held-out ko bpb by step, as each run's train stage logged it (the first `--eval-bytes` of the "
+          "same units; compare within a run):")
     for arm, c in curves.items():
         print(f"  {arm:6s} " + "  ".join(f"{s}:{v:.3f}" for s, v in sorted(c.items())))
     print("extend overtakes keep at step " + (str(overtakes) if overtakes is not None else
                                                f"— (not within {args.steps} steps)"))
     if kobest:
         print("\nKoBEST (soberan evaluate, limit %d):" % args.kobest_limit)
+        for name, info in sorted(kobest["sets"].items()):
+            if info.get("chance") is not None:
+                print(f"  {name}: chance {info['chance']:.3f}, majority {info['majority']:.3f} ({info['majority_answer']})")
         for m in kobest["models"]:
             cells = []
             for set_name, met in sorted(m["sets"].items()):
-                ci = met.get("acc_ci") or met.get("ci", {}).get("acc")
-                deg = met.get("degenerate")
+                ci = met.get("acc_ci95")
+                deg = (met.get("degenerate") or {}).get("acc")
                 cells.append(f"{set_name} {met['acc']:.3f}" + (f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "")
                              + (f" ({deg})" if deg else ""))
             print(f"  {m['label']}: " + "; ".join(cells))

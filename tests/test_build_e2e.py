@@ -280,7 +280,7 @@ def test_takedown_of_a_demo_source_reaches_every_rebuilt_artifact(demo):
 
     model = Ledger(root).latest_artifact("train", "model")
     shares = model["meta"]["token_shares"]
-    assert set(shares["source"]) == {"kobill"}
+    assert set(shares["source"]) == {"kobill", "replay"}
     assert "ledger OK" in ok(soberan(env, "ledger", "verify", "-w", str(root)))
     ok(soberan(env, "report", "-w", str(root)))
     f = json.loads((root / "report" / "report.json").read_text())
