@@ -24,6 +24,12 @@ import pyarrow.compute as pc
 from soberan.lang import LangPack, char_ngrams, get_pack
 
 DECISION_COLUMNS = ("doc_id", "source", "lang", "action", "rule", "reason")
+# One schema for every decisions table, empty or not: the runner concatenates a shard's batches,
+# and Arrow refuses tables whose columns differ in order or type (an empty batch once put `step`
+# last and crashed every shard of more than one batch).
+DECISION_SCHEMA = pa.schema([("doc_id", pa.string()), ("source", pa.string()), ("lang", pa.string()),
+                             ("step", pa.string()), ("action", pa.string()), ("rule", pa.string()),
+                             ("reason", pa.string())])
 
 # Columns curate adds to the document schema (DOC_SCHEMA's `lang`/`lang_score` get filled in).
 EXTRA_FIELDS = [
@@ -393,9 +399,9 @@ CORPUS_STEPS = ("exact_dedup", "fuzzy_dedup")
 def decisions_table(table: pa.Table, decisions: list[tuple[int, str, str, str]], step: str) -> pa.Table:
     """Decision rows (doc_id, source, lang, step, action, rule, reason) for the rows named."""
     if not decisions:
-        return pa.table({c: pa.array([], pa.string()) for c in (*DECISION_COLUMNS, "step")})
+        return DECISION_SCHEMA.empty_table()
     idx = pa.array([d[0] for d in decisions], pa.int64())
-    return pa.table({
+    return pa.Table.from_pydict({
         "doc_id": pc.take(table.column("id"), idx),
         "source": pc.take(table.column("source"), idx),
         "lang": pc.take(table.column("lang"), idx),
@@ -403,4 +409,4 @@ def decisions_table(table: pa.Table, decisions: list[tuple[int, str, str, str]],
         "action": pa.array([d[1] for d in decisions], pa.string()),
         "rule": pa.array([d[2] for d in decisions], pa.string()),
         "reason": pa.array([d[3] for d in decisions], pa.string()),
-    })
+    }).cast(DECISION_SCHEMA)

@@ -1,0 +1,37 @@
+"""Curate with any batch size: batches of a few documents over several shards give the same
+corpus, decisions and counts as one batch per shard. An empty decisions table once had its
+columns in another order than a full one, and every shard of more than one batch crashed."""
+
+from __future__ import annotations
+
+import pytest
+from test_curate_fixtures import make_workspace, write_raw
+from test_curate_run import INDONESIAN, _snapshot, indonesian_corpus
+
+
+def _curate(root, batch_size: int, docs: list[dict]):
+    from soberan.curate import run
+
+    ws = make_workspace(root, lang="id", jurisdiction="ID",
+                        curate_toml=f"batch_size = {batch_size}\n" + INDONESIAN)
+    write_raw(ws, docs, shard_docs=10)
+    s = run(ws, workers=1)
+    return ws, s
+
+
+@pytest.mark.parametrize("batch_size", [1, 3])
+def test_small_batches_over_several_shards_equal_one_batch(tmp_path, batch_size):
+    from soberan.curate.steps import DECISION_SCHEMA, decisions_table
+
+    docs = indonesian_corpus(40)  # 48 documents, 5 shards; PII in one batch, copies in others
+    ref, s_ref = _curate(tmp_path / "ref", 1000, docs)
+    ws, s = _curate(tmp_path / "small", batch_size, docs)
+    assert s.shards == 5 and s.input_docs == 48
+    assert s.output_docs == s_ref.output_docs < 48  # the copies went
+    assert _snapshot(ws) == _snapshot(ref)
+    # the schema itself: an empty table and a full one concatenate
+    import pyarrow as pa
+
+    full = decisions_table(pa.table({"id": ["a"], "source": ["s"], "lang": ["id"]}),
+                           [(0, "dropped", "r", "why")], "quality")
+    assert full.schema == decisions_table(full, [], "quality").schema == DECISION_SCHEMA
