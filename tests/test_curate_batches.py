@@ -35,3 +35,23 @@ def test_small_batches_over_several_shards_equal_one_batch(tmp_path, batch_size)
     full = decisions_table(pa.table({"id": ["a"], "source": ["s"], "lang": ["id"]}),
                            [(0, "dropped", "r", "why")], "quality")
     assert full.schema == decisions_table(full, [], "quality").schema == DECISION_SCHEMA
+
+
+@pytest.mark.shared_data  # about 13 s on a shared 2-core machine
+def test_twenty_thousand_real_documents_in_small_batches(tmp_path, shared_data):
+    """26,737 Wisesight messages (Thai social media, one per line) over 6 shards in batches of
+    700: every shard has several batches, some of which drop or redact nothing in a step."""
+    from soberan.curate import run
+
+    lines = []
+    for name in ("neg", "neu", "pos", "q"):
+        lines += (shared_data / "wisesight_sentiment" / f"{name}.txt").read_text().splitlines()
+    docs = [{"text": t, "source": "wisesight"} for t in lines if t.strip()]
+    assert len(docs) >= 20_000
+    ws = make_workspace(tmp_path / "ws", lang="th", jurisdiction="TH", curate_toml=(
+        'batch_size = 700\nsteps = ["normalize", "langid", "quality", "pii", "exact_dedup"]\n'))
+    write_raw(ws, docs, shard_docs=5000)
+    s = run(ws, workers=1)
+    assert s.shards == 6 and s.input_docs == len(docs)
+    assert 0 < s.output_docs < len(docs)
+    assert s.dropped["langid"] > 0 and s.dropped["quality"] > 0
