@@ -74,11 +74,14 @@ def package_file(*parts: str) -> Path:
     return Path(__file__).parent.joinpath(*parts)
 
 
-def default_licenses() -> list[str]:
+def default_licenses(jurisdiction: str = "KR") -> list[str]:
     # Licenses that allow training and redistribution of a derived model; a lab narrows or widens
-    # this list for its own law. LicenseRef-*-PD covers state works that copyright law excludes.
+    # this list for its own law. LicenseRef-<country>-Public-Domain covers the state works that
+    # the country's copyright law excludes (statutes, court decisions), named per jurisdiction
+    # so a Thai workspace does not start with a Korean license. No NC (non-commercial) license is
+    # in by default: a lab that may use one (research) adds it knowingly.
     return ["CC0-1.0", "CC-BY-4.0", "CC-BY-SA-4.0", "CC-BY-SA-3.0", "Apache-2.0", "MIT",
-            "LicenseRef-Public-Domain", "LicenseRef-KR-Public-Domain"]
+            "LicenseRef-Public-Domain", f"LicenseRef-{jurisdiction}-Public-Domain"]
 
 
 def konlpy_corpus_dir() -> Path:
@@ -92,6 +95,16 @@ def konlpy_corpus_dir() -> Path:
     return Path(spec.origin).parent / "data" / "corpus"
 
 
+def _answer_cue(lang: str) -> str:
+    """The word before a benchmark's answer in the language (the example prompt template)."""
+    from soberan.lang import get_pack
+
+    try:
+        return get_pack(lang).answer_cue
+    except KeyError:
+        return "Answer:"
+
+
 def render_config(name: str, lang: str, jurisdiction: str, demo: bool = False) -> str:
     """The commented `soberan.toml` that `soberan init` writes: a head (project, policy, sources)
     followed by one section per stage, each stage keeping its own commented template."""
@@ -99,7 +112,8 @@ def render_config(name: str, lang: str, jurisdiction: str, demo: bool = False) -
     jurisdiction = check_country(jurisdiction)
     values = {
         "name": name, "lang": lang, "jurisdiction": jurisdiction,
-        "licenses": ", ".join(f'"{x}"' for x in default_licenses()),
+        "licenses": ", ".join(f'"{x}"' for x in default_licenses(jurisdiction)),
+        "answer_cue": _answer_cue(lang),
         "konlpy": konlpy_corpus_dir().as_posix() if demo else "",
     }
     parts = [Template(package_file("templates", "head.toml").read_text()).substitute(values)]

@@ -142,6 +142,7 @@ class LangPack:
     sentence_end: tuple[str, ...] = TERMINAL_PUNCTUATION  # () disables the line-punctuation rule
     boilerplate: tuple[str, ...] = ()  # regexes of whole lines to drop, on top of COMMON_BOILERPLATE
     sources: str = ""  # where the stop words and thresholds come from, for docs and reports
+    answer_cue: str = "Answer:"  # what precedes the answer in an exam prompt (`init`'s example template)
     # Load and warm the segmenter once, before curate's pool forks its workers, so each worker
     # starts with it in memory (soberan.curate.preload). False for a segmenter whose first use
     # starts threads: a fork copies a process but not its threads.

@@ -87,6 +87,7 @@ _FW2_STOP = ["،", "في", "من", "على", "إلى", "عام", "أن", "مع",
 
 PACK = LangPack(
     code="ar", name="Arabic", words=words, normalize=normalize,
+    answer_cue="الإجابة:",
     stop_words=frozenset(fold(w) for w in _FW2_STOP),
     thresholds=fineweb2(
         dup_line_frac=0.304, dup_n_grams={5: 0.165, 6: 0.153, 7: 0.142, 8: 0.131, 9: 0.12, 10: 0.109},

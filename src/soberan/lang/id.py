@@ -17,6 +17,7 @@ PII = (
 
 PACK = LangPack(
     code="id", name="Indonesian", words=space_words,
+    answer_cue="Jawaban:",
     # FineWeb2 configs/ind_Latn.yml
     stop_words=frozenset(["dan", "yang", "di", "pada", "dari", "ini", "dengan", "adalah", "untuk", "dalam"]),
     thresholds=fineweb2(

@@ -36,6 +36,7 @@ PII = (
 
 PACK = LangPack(
     code="th", name="Thai", words=words, normalize=normalize,
+    answer_cue="คำตอบ:",
     # FineWeb2 configs/tha_Thai.yml; all eight are also in PyThaiNLP's thai_stopwords().
     stop_words=frozenset(["ใน", "ที่", "และ", "ของ", "เป็น", "มี", "การ", "ได้"]),
     thresholds=fineweb2(

@@ -53,6 +53,7 @@ PII = (
 
 PACK = LangPack(
     code="vi", name="Vietnamese", words=words, normalize=normalize,
+    answer_cue="Đáp án:",
     preload=False,  # underthesea starts a native thread on first use
     # FineWeb2 configs/vie_Latn.yml
     stop_words=frozenset(["là", "và", "của", "một", "được", "trong", "năm", "các", "có", "loài",

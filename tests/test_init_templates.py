@@ -1,0 +1,21 @@
+"""`soberan init --lang X` writes a config in X's terms: its jurisdiction's public-domain license,
+its own answer cue in the example benchmark prompt, its own code in the examples; never Korean
+ones for a Thai or Arabic workspace."""
+
+from __future__ import annotations
+
+import pytest
+
+from soberan.workspace import render_config
+
+
+@pytest.mark.parametrize("lang,country,cue", [("th", "TH", "คำตอบ:"), ("ar", "SA", "الإجابة:"),
+                                              ("id", "ID", "Jawaban:"), ("vi", "VN", "Đáp án:"),
+                                              ("ko", "KR", "정답:")])
+def test_init_writes_the_languages_own_examples(lang, country, cue):
+    text = render_config("x", lang, country)
+    assert f"LicenseRef-{country}-Public-Domain" in text
+    assert f'\\n{cue}"' in text
+    if lang != "ko":
+        assert "KR" not in text and "정답" not in text and "{ ko =" not in text
+    assert "CC-BY-NC" not in text  # no non-commercial license unless the lab adds it
