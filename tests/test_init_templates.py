@@ -19,3 +19,15 @@ def test_init_writes_the_languages_own_examples(lang, country, cue):
     if lang != "ko":
         assert "KR" not in text and "정답" not in text and "{ ko =" not in text
     assert "CC-BY-NC" not in text  # no non-commercial license unless the lab adds it
+
+
+def test_errors_print_their_square_brackets(tmp_path):
+    """An error quoting `[[sources]]` or a list reaches the terminal whole, not eaten as markup."""
+    from typer.testing import CliRunner
+
+    from soberan.cli import app
+    from soberan.workspace import init_workspace
+
+    init_workspace(tmp_path / "ws", lang="th", jurisdiction="TH")
+    res = CliRunner().invoke(app, ["collect", "-w", str(tmp_path / "ws")])
+    assert res.exit_code == 2 and "no [[sources]] to collect" in res.output
