@@ -126,9 +126,10 @@ def _up_to_date(ws: Workspace, raw_art: dict, config_hash: str) -> dict | None:
     return art
 
 
-def run(ws: Workspace, *, executor: str = "local", workers: int | None = None,
+def run(ws: Workspace, *, executor: str | None = None, workers: int | None = None,
         ray_address: str | None = None, force: bool = False) -> CurateSummary:
-    """Curate the newest collected corpus of the workspace into `curated/`."""
+    """Curate the newest collected corpus of the workspace into `curated/`. `executor`,
+    `workers` and `ray_address` default to the `[curate]` settings."""
     from soberan.curate.executor import executor as make_executor
     from soberan.curate.shard import ShardTask
     from soberan.curate.stats import build_stats, summary_of
@@ -137,6 +138,8 @@ def run(ws: Workspace, *, executor: str = "local", workers: int | None = None,
 
     t0 = time.monotonic()
     cfg, cur = ws.config, ws.config.curate
+    executor = executor or cur.executor
+    ray_address = ray_address or cur.ray_address
     raw_art = ws.ledger.latest_artifact("collect", "corpus")
     if raw_art is None:
         raise FileNotFoundError(f"{ws.root}: no collected corpus in the ledger; run `soberan collect` first")

@@ -113,6 +113,11 @@ class CurateSettings(_Strict):
     steps: list[StepName] = list(DEFAULT_STEPS)
     batch_size: int = Field(1000, ge=1)  # documents per Arrow batch inside a worker
     workers: int = Field(0, ge=0)  # processes for the per-shard steps; 0 = one per CPU core
+    # Where the per-shard steps run: "local" (a process pool) or "ray" (Ray Data; `ray_address`
+    # joins a cluster, unset starts a local Ray). `soberan build` reads these; the CLI flags of
+    # `soberan curate` override them.
+    executor: Literal["local", "ray"] = "local"
+    ray_address: str | None = None
     memory_limit: str = "2GB"  # DuckDB's limit for the corpus-wide steps; beyond it, it spills to disk
     keep_work: bool = False  # keep work/curate/ (hashes, signatures) after a successful run
     normalize: NormalizeSettings = NormalizeSettings()

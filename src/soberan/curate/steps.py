@@ -67,6 +67,7 @@ class Context:
         self._packs: dict[str, LangPack] = {}
         self._pii_rules = None
         self._decontam = None
+        self.signals = None  # the shard's ShardSignals (soberan.curate.signals), set by the runner
 
     # --- packs and words ---------------------------------------------------------------------
 
@@ -254,6 +255,9 @@ def langid(table: pa.Table, ctx: Context) -> Outcome:
     targets = _target_labels(ctx)
     txt = texts(table)
     labels, scores = predict(txt)
+    if ctx.signals is not None:
+        for did, lab, sc in zip(table.column("id").to_pylist(), labels, scores):
+            ctx.signals.put(did, lid_label=lab, lid_score=float(sc))
     out_text, out_lang, out_score, keep, dec = [], [], [], [], []
     for i, (t, lab, sc) in enumerate(zip(txt, labels, scores)):
         code = targets.get(lab)
@@ -298,15 +302,30 @@ def langid(table: pa.Table, ctx: Context) -> Outcome:
 
 def quality(table: pa.Table, ctx: Context) -> Outcome:
     """Line cleanup, then the configured filters (Gopher quality and repetition, Rae et al. 2021;
-    FineWeb's, Penedo et al. 2024), each on the document language's own words and thresholds."""
-    from soberan.curate.quality import QUALITY_FILTERS, clean_lines
+    FineWeb's, Penedo et al. 2024), each on the document language's own words and thresholds.
+
+    Every statistic of every filter is measured once per document and stored with the shard's
+    signals; a document whose text and pack are unchanged since the last run is decided from its
+    stored statistics, without being segmented again (soberan.curate.signals)."""
+    from soberan.curate.quality import MissingSignal, clean_lines, decide, quality_signals
 
     s = ctx.cur.quality
-    filters = [(name, QUALITY_FILTERS[name]) for name in s.filters]
+    store = ctx.signals
     out_text, keep, dec = [], [], []
     exempt = set(s.exempt_sources)
-    sources = table.column("source").to_pylist() if exempt else [None] * table.num_rows
-    for i, (t, lang, src) in enumerate(zip(texts(table), langs(table), sources)):
+    sources = table.column("source").to_pylist()
+    ids = table.column("id").to_pylist()
+    shas = table.column("sha256").to_pylist()
+    # With fuzzy dedup configured, every document segmented here gets its MinHash signature from
+    # the same words, kept or dropped: a later, looser threshold keeps it without segmenting it.
+    mh_key, sign = None, []
+    if store is not None and "fuzzy_dedup" in ctx.cur.steps:
+        from soberan.curate.dedup import params_key
+        from soberan.curate.minhash import MinHashParams
+
+        params = MinHashParams(**ctx.cur.fuzzy_dedup.model_dump())
+        mh_key = params_key(params)
+    for i, (t, lang, src, did) in enumerate(zip(texts(table), langs(table), sources, ids)):
         pack = ctx.pack(lang)
         if s.clean_lines:
             t2, removed = clean_lines(t, pack)
@@ -319,18 +338,36 @@ def quality(table: pa.Table, ctx: Context) -> Outcome:
                 dec.append((i, "redacted", "quality.clean_lines",
                             f"removed {removed} boilerplate/navigation line{'s' * (removed > 1)}"))
                 t = t2
+        sha, stats = store.quality(did, t, pack) if store is not None else ("", None)
         verdict = None
-        # Words are not computed here: a filter segments only when it gets past its cheap,
-        # character-level rules (duplicated lines, punctuation), and `pack.words` is memoized for
-        # the batch, so a document is segmented at most once, and not at all when dropped early.
-        for _name, f in [] if src in exempt else filters:
-            verdict = f(t, pack)
-            if verdict is not None:
-                break
+        try:
+            verdict = None if stats is None or src in exempt else decide(stats, pack, s.filters)
+        except MissingSignal:  # a threshold on an n-gram size or line length never measured
+            stats = None
+        if stats is None:
+            words = pack.words(t)
+            stats = quality_signals(t, pack, words)
+            verdict = None if src in exempt else decide(stats, pack, s.filters)
+            if store is not None:
+                store.measured += 1
+                if mh_key and not store.carry_minhash(did, sha, mh_key):
+                    sign.append((did, sha, words))
+        elif store is not None:
+            store.reused += 1
+            if mh_key and not store.carry_minhash(did, sha, mh_key):
+                sign.append((did, sha, pack.words(t)))  # the MinHash settings changed
+        if store is not None:
+            store.put(did, sha256=shas[i], source=src, lang=lang)
+            store.put_quality(did, sha, pack, stats)
         out_text.append(t)
         keep.append(verdict is None)
         if verdict is not None:
             dec.append((i, "dropped", verdict.rule, verdict.reason))
+    if sign:
+        from soberan.curate.dedup import minhash_of
+
+        for (did, sha, _), sig in zip(sign, minhash_of([w for *_, w in sign], params)):
+            store.put_minhash(did, sha, mh_key, sig)
     table = set_column(table, "text", out_text, pa.large_string())
     return Outcome(table, np.asarray(keep, dtype=bool), dec)
 
@@ -345,11 +382,14 @@ def pii(table: pa.Table, ctx: Context) -> Outcome:
     rules = ctx.pii_rules()
     old_types = table.column("pii_types").to_pylist()
     out_text, out_types, dec = [], [], []
+    ids = table.column("id").to_pylist()
     for i, t in enumerate(texts(table)):
         new, types = redact(t, rules)
         out_text.append(new)
         prev = old_types[i] or []
         out_types.append(sorted(set(prev) | set(types)) or None)
+        if ctx.signals is not None:
+            ctx.signals.put(ids[i], pii_counts=list(Counter(types).items()))
         if types:
             counts = Counter(types)
             dec.append((i, "redacted", "pii",
