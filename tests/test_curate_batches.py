@@ -37,7 +37,8 @@ def test_small_batches_over_several_shards_equal_one_batch(tmp_path, batch_size)
     assert full.schema == decisions_table(full, [], "quality").schema == DECISION_SCHEMA
 
 
-@pytest.mark.shared_data  # about 13 s on a shared 2-core machine
+@pytest.mark.slow  # 16 s of CPU, 40 s on the shared 2-core machine
+@pytest.mark.shared_data
 def test_twenty_thousand_real_documents_in_small_batches(tmp_path, shared_data):
     """26,737 Wisesight messages (Thai social media, one per line) over 6 shards in batches of
     700: every shard has several batches, some of which drop or redact nothing in a step."""

@@ -15,7 +15,7 @@ import importlib
 import pkgutil
 import re
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator, Set
 from dataclasses import dataclass, field
 from functools import lru_cache, partial
 
@@ -124,6 +124,50 @@ COMMON_BOILERPLATE = (
 )
 
 
+class StopWords(Set):
+    """A stop-word list read on first use, so that importing a pack stays cheap (PyThaiNLP's
+    list comes with PyThaiNLP; stopwords-iso's is one JSON file), joined to the words a pack
+    lists itself (FineWeb2's most frequent words). Pickles as its recipe, not its words."""
+
+    def __init__(self, load: Callable[[], Iterable[str]], base: Iterable[str] = ()):
+        self._load, self._base, self._words = load, frozenset(base), None
+
+    def _get(self) -> frozenset[str]:
+        if self._words is None:
+            self._words = self._base | frozenset(self._load())
+        return self._words
+
+    def __contains__(self, w: object) -> bool:
+        return w in self._get()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._get())
+
+    def __len__(self) -> int:
+        return len(self._get())
+
+    __hash__ = Set._hash
+
+    def __reduce__(self):
+        return (StopWords, (self._load, tuple(sorted(self._base))))
+
+
+def _stopwords_iso(code: str, fold: Callable[[str], str] | None = None) -> frozenset[str]:
+    import stopwordsiso
+
+    words = (w.strip() for w in stopwordsiso.stopwords(code))
+    # the lists hold some punctuation ("،", "!"); a stop word is a word
+    return frozenset((fold(w) if fold else w) for w in words if any(c.isalpha() for c in w))
+
+
+def published_stop_words(code: str, base: Iterable[str] = (),
+                         fold: Callable[[str], str] | None = None) -> StopWords:
+    """The language's list from stopwords-iso (github.com/stopwords-iso, MIT; the `stopwordsiso`
+    package), the collection of published lists (for Indonesian, Tala 2003; for Vietnamese and
+    Arabic, the lists of their NLP toolkits), joined to `base`; `fold` matches the pack's words."""
+    return StopWords(partial(_stopwords_iso, code, fold), base)
+
+
 def nfc(text: str) -> str:
     return unicodedata.normalize("NFC", text)
 
@@ -134,7 +178,7 @@ class LangPack:
     name: str
     words: Callable[[str], list[str]]  # the language's own words, for filters and shingles
     normalize: Callable[[str], str] = nfc
-    stop_words: frozenset[str] = frozenset()
+    stop_words: Set[str] = frozenset()  # a frozenset, or a StopWords read on first use
     thresholds: dict = field(default_factory=lambda: dict(BASE_THRESHOLDS))  # see thresholds()
     pii: tuple[PiiRule, ...] = ()
     uses_spaces: bool = True  # False for Thai, where lines and sentences carry no spaces
