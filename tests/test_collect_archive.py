@@ -5,6 +5,7 @@ a zip bomb, a `..` member, a corrupt archive, a non-UTF-8 member name. Nothing i
 from __future__ import annotations
 
 import io
+import re
 import json
 import zipfile
 
@@ -146,3 +147,59 @@ def test_a_lying_declared_size_is_caught_while_inflating(tmp_path):
     p.write_bytes(patched)
     got = list(members(p, "lie.zip", limit=10_000, wanted=lambda n: True))
     assert got[0].rule in ("zip_bomb", "corrupt_archive") and got[0].locator == "lie.zip!/a.json"
+
+
+def test_one_document_per_line_and_headerless_tsv(tmp_path):
+    """`split = "line"`: each non-blank line of a text file is a document (`file:N`);
+    `header = false` + `columns`: a TSV without a header row (IndoNLU's SmSA)."""
+    from soberan.collect import run
+
+    d = tmp_path / "data"
+    d.mkdir()
+    (d / "posts.txt").write_text("สวัสดีครับ วันนี้อากาศดีมาก\n\nร้านนี้อร่อย แนะนำเลย\r\nขอบคุณค่ะ\n")
+    (d / "smsa.tsv").write_text("warung ini enak sekali\tpositive\nharga mahal , pelayanan lambat\tnegative\n")
+    init_workspace(tmp_path / "ws", lang="th", jurisdiction="TH")
+    cfg = tmp_path / "ws" / "soberan.toml"
+    cfg.write_text(cfg.read_text() + f"""
+[[sources]]
+name = "posts"
+kind = "files"
+path = "{d / 'posts.txt'}"
+split = "line"
+license = "CC0-1.0"
+jurisdiction = "TH"
+
+[[sources]]
+name = "smsa"
+kind = "csv"
+path = "{d / 'smsa.tsv'}"
+header = false
+columns = ["text", "label"]
+license = "CC0-1.0"
+jurisdiction = "TH"
+""")
+    ws = Workspace.open(tmp_path / "ws")
+    res = run(ws, show_progress=False)
+    assert res.rejected == 0
+    posts = docs_of(ws, "posts")
+    assert [(r["url"], r["text"]) for r in posts] == [
+        ("posts.txt:1", "สวัสดีครับ วันนี้อากาศดีมาก"), ("posts.txt:3", "ร้านนี้อร่อย แนะนำเลย"),
+        ("posts.txt:4", "ขอบคุณค่ะ")]
+    assert sorted(r["text"] for r in docs_of(ws, "smsa")) == ["harga mahal , pelayanan lambat",
+                                                             "warung ini enak sekali"]
+
+
+def test_split_and_header_are_checked(tmp_path):
+    from soberan.config import ConfigError
+    from soberan.workspace import Workspace
+
+    init_workspace(tmp_path / "ws", lang="th", jurisdiction="TH")
+    cfg = tmp_path / "ws" / "soberan.toml"
+    base = cfg.read_text()
+    for extra, says in (('kind = "jsonl"\nsplit = "line"', "split = 'line' is for files"),
+                        ('kind = "csv"\ncolumns = ["text"]', "set header = false"),
+                        ('kind = "files"\nheader = false', "header/columns are for csv")):
+        cfg.write_text(base + f'\n[[sources]]\nname = "x"\npath = "."\n{extra}\nlicense = "CC0-1.0"\n'
+                              'jurisdiction = "TH"\n')
+        with pytest.raises(ConfigError, match=re.escape(says)):
+            Workspace.open(tmp_path / "ws")

@@ -130,6 +130,37 @@ def read_file(path: str, rel: str, opts: ConvertOptions) -> Doc | Reject:
     return bytes_to_doc(data, p.name, rel, opts)
 
 
+def read_lines(path: Path | Member, rel: str, opts: ConvertOptions, skip: int = 0):
+    """Each non-blank line of a text file (or archive member) as one document, located as
+    `file:N`; blank lines are counted, not stored. The file is decoded whole, so one legacy
+    encoding is detected for all its lines."""
+    from soberan.collect.archive import Member
+    from soberan.collect.items import Skip
+
+    reject = None
+    try:
+        data = path.data if isinstance(path, Member) else read_limited(path, opts.max_record_bytes)
+        text, _ = decode(data, forced=opts.encoding, langs=opts.langs)
+    except Undecodable as e:
+        reject = Reject(e.rule, str(e), rel)
+    except ValueError as e:
+        reject = Reject("too_large", f"{e} (collect.max_record_bytes)", rel)
+    except (EOFError, gzip.BadGzipFile, zlib.error) as e:
+        reject = Reject("truncated", f"corrupt or truncated gzip: {e}", rel)
+    except OSError as e:
+        reject = Reject("unreadable", f"{type(e).__name__}: {e}", rel)
+    if reject is not None:
+        if skip < 1:
+            yield reject
+        return
+    # "\n" only: str.splitlines would also cut at U+2028, U+0085 and form feeds inside a message
+    for n, line in enumerate(text.replace("\r\n", "\n").split("\n"), 1):
+        if n <= skip:
+            continue
+        loc = f"{rel}:{n}"
+        yield Doc(text=line, locator=loc, url=loc) if line.strip() else Skip("blank line")
+
+
 def bytes_to_doc(data: bytes, name: str, rel: str, opts: ConvertOptions) -> Doc | Reject:
     """A file's bytes (a file on disk, or a member of an archive) as one document: HTML by its
     name or content, text otherwise."""

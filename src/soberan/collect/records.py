@@ -222,9 +222,10 @@ def read_parquet(path: Path | Member, rel: str, fields: FieldMap, opts: ConvertO
 
 
 def read_csv(path: Path | Member, rel: str, fields: FieldMap, opts: ConvertOptions, delimiter: str | None,
-             skip: int = 0) -> Iterator[Item]:
-    """CSV/TSV with a header row. Mapped columns are read as bytes and decoded per value, so a
-    legacy-encoded export works; a row with the wrong number of columns is rejected alone."""
+             skip: int = 0, header: bool = True, column_names: list[str] | None = None) -> Iterator[Item]:
+    """CSV/TSV with a header row, or without one (`header=False`: `column_names` names them, or
+    f0, f1, ...). Mapped columns are read as bytes and decoded per value, so a legacy-encoded
+    export works; a row with the wrong number of columns is rejected alone."""
     import pyarrow as pa
     import pyarrow.csv as pcsv
 
@@ -240,7 +241,9 @@ def read_csv(path: Path | Member, rel: str, fields: FieldMap, opts: ConvertOptio
     def open_reader(columns: list[str] | None):
         return pcsv.open_csv(
             _arrow_input(path),
-            read_options=pcsv.ReadOptions(use_threads=False, block_size=4 << 20),
+            read_options=pcsv.ReadOptions(use_threads=False, block_size=4 << 20,
+                                          column_names=list(column_names or []) if not header else None,
+                                          autogenerate_column_names=not header and not column_names),
             parse_options=pcsv.ParseOptions(delimiter=delimiter, invalid_row_handler=on_invalid),
             convert_options=pcsv.ConvertOptions(
                 include_columns=columns, column_types={c: pa.binary() for c in columns or []}))

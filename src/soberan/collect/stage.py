@@ -149,7 +149,11 @@ def _read_one(plan: Plan, path, rel: str, skip: int) -> Iterator[Item]:
     from soberan.collect.archive import Member
 
     s, o = plan.source, plan.opts
-    if isinstance(path, Member) and s.kind == "files":
+    if s.kind == "files" and s.split == "line":
+        from soberan.collect.files import read_lines
+
+        yield from read_lines(path, rel, o, skip)
+    elif isinstance(path, Member) and s.kind == "files":
         yield Todo("bytes", (path.data, rel, path.name))
     elif s.kind == "jsonl" and rel.lower().endswith((".json", ".json.gz")):
         yield from records.read_json(path, rel, s.fields, o, skip)
@@ -161,7 +165,7 @@ def _read_one(plan: Plan, path, rel: str, skip: int) -> Iterator[Item]:
     elif s.kind == "parquet":
         yield from records.read_parquet(path, rel, s.fields, o, skip)
     elif s.kind == "csv":
-        yield from records.read_csv(path, rel, s.fields, o, s.delimiter, skip)
+        yield from records.read_csv(path, rel, s.fields, o, s.delimiter, skip, s.header, s.columns)
     elif s.kind == "warc":
         yield from warc.read_warc(path, rel, o, skip)
 
