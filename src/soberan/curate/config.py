@@ -46,6 +46,12 @@ class QualitySettings(_Strict):
     # Gopher and FineWeb rules were fitted to web pages; edited institutional text such as
     # statutes repeats its formulae and numbers its lists by design and would be dropped.
     exempt_sources: list[str] = []
+    # Trusted text (statutes, a news agency) that `soberan calibrate` fits the thresholds to
+    # keep; empty: the corpus is its own reference.
+    reference_sources: list[str] = []
+    # Values laid over every pack's thresholds before the per-language overrides below:
+    # "short_social" for posts, reviews and tweets (soberan.lang.PRESETS, docs/curate.md).
+    preset: Literal["", "short_social"] = ""
     # Threshold overrides per language, laid over the pack's values (FineWeb2's), e.g.
     # [curate.quality.thresholds.ko] min_words = 30. Names as in soberan.lang.BASE_THRESHOLDS;
     # a rule is switched off with 0 (or an empty table for top_n_grams / dup_n_grams).

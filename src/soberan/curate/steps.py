@@ -21,7 +21,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from soberan.lang import LangPack, char_ngrams, get_pack
+from soberan.lang import PRESETS, LangPack, char_ngrams, get_pack
 
 DECISION_COLUMNS = ("doc_id", "source", "lang", "action", "rule", "reason")
 # One schema for every decisions table, empty or not: the runner concatenates a shard's batches,
@@ -81,9 +81,10 @@ class Context:
             except KeyError:
                 base = LangPack(code=code, name=f"{code} (no pack: character n-grams)",
                                 words=char_ngrams, uses_spaces=False)
+            preset = PRESETS[self.cur.quality.preset] if self.cur.quality.preset else {}
             over = self.cur.quality.thresholds.get(base.code)
-            if over:  # the config's overrides, over the pack's values
-                base = replace(base, thresholds={**base.thresholds, **over})
+            if over or preset:  # a preset, then the config's overrides, over the pack's values
+                base = replace(base, thresholds={**base.thresholds, **preset, **(over or {})})
             memo, words = self._words, base.words
 
             def memo_words(text: str, _c=base.code, _w=words) -> list[str]:
@@ -256,8 +257,9 @@ def langid(table: pa.Table, ctx: Context) -> Outcome:
     txt = texts(table)
     labels, scores = predict(txt)
     if ctx.signals is not None:
-        for did, lab, sc in zip(table.column("id").to_pylist(), labels, scores):
-            ctx.signals.put(did, lid_label=lab, lid_score=float(sc))
+        for did, src, sha, lab, sc in zip(table.column("id").to_pylist(), table.column("source").to_pylist(),
+                                          table.column("sha256").to_pylist(), labels, scores):
+            ctx.signals.put(did, source=src, sha256=sha, lid_label=lab, lid_score=float(sc))
     out_text, out_lang, out_score, keep, dec = [], [], [], [], []
     for i, (t, lab, sc) in enumerate(zip(txt, labels, scores)):
         code = targets.get(lab)

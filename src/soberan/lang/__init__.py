@@ -84,6 +84,27 @@ BASE_THRESHOLDS: dict = {
 }
 
 
+# Presets laid over every pack's values (`[curate.quality] preset`), for text unlike the web pages
+# the Gopher and FineWeb rules were fitted to.
+PRESETS: dict[str, dict] = {
+    # Posts, reviews, tweets, comments: a message of a few words is a whole document. Gopher's
+    # 50-word minimum and FineWeb's line rules measure page structure that a post does not have;
+    # lid.176 is less sure of a short text. The repetition rules stay on (spam repeats itself).
+    "short_social": {
+        "min_words": 3,  # a sentence; below it, a reaction ("555", "ok") carries no language
+        "min_stop_words": 1,  # with the published lists (soberan.lang.published_stop_words)
+        "line_punct_thr": 0.0,  # posts end lines without punctuation
+        "short_line_thr": None,  # every line of a post is short
+        "new_line_ratio": 0.5,  # a two-line post of four words is not a list
+        "max_symbol_word_ratio": 0.5,  # hashtags: "#ReturnOfTheLittlePrince #HappyHeeChulDay"
+        "max_ellipsis_lines_ratio": 0.8,  # "...", trailing off, is ordinary in a post
+        "min_alpha_words_ratio": 0.6,  # emoji and numbers ("5555", prices) sit among words
+        "language_score": 0.5,  # lid.176 on a short, informal text: IndoNLU reviews score 0.6
+        "top_n_grams": {2: 0.3, 3: 0.3, 4: 0.3},  # one repeated pair is a large share of a short post
+    },
+}
+
+
 def thresholds(**overrides) -> dict:
     """The Gopher/FineWeb defaults with a language's own values laid over them."""
     unknown = set(overrides) - set(BASE_THRESHOLDS)
