@@ -5,6 +5,7 @@ and `--what-if` prints the funnel a change would give before anything runs or is
 from __future__ import annotations
 
 import random
+import re
 import sys
 import textwrap
 
@@ -144,3 +145,67 @@ def test_what_if_prints_the_funnel_and_writes_nothing(tmp_path, io_pack):
         assert res.exit_code == 2 and says in res.output, (bad, res.output)
     res = runner.invoke(app, ["curate", "-w", str(ws.root), "--what-if", "io.top_n_grams.7=0.2"])
     assert res.exit_code == 2 and "top_n_grams[7] was not measured" in res.output
+
+
+def test_calibrate_proposes_thresholds_that_keep_the_reference(tmp_path, io_pack):
+    """FineWeb2's method on stored signals: the reference's percentiles, relaxed only, keep
+    `keep` of it; nothing is segmented; the report draws both thresholds on the histograms."""
+    from soberan.cli import app
+    from soberan.curate import run
+    from soberan.curate.calibrate import calibrate, toml_of
+
+    rng = random.Random(9)
+    docs = [dict(d, source="posts") for d in io_docs(30)]
+    for _ in range(40):  # the trusted text: 12-40 words, often under the pack's 30
+        n = rng.randint(12, 40)
+        words = [rng.choice(WORDS) for _ in range(n)]
+        docs.append({"text": " ".join(words).capitalize() + ".", "lang": "io", "source": "laws"})
+    ws = make_workspace(tmp_path / "ws", lang="io", jurisdiction="KR", curate_toml=STEPS)
+    cfg = ws.root / "soberan.toml"
+    cfg.write_text(cfg.read_text() + "".join(f'''
+[[sources]]
+name = "{n}"
+kind = "jsonl"
+path = "x.jsonl"
+license = "CC0-1.0"
+jurisdiction = "KR"
+''' for n in ("posts", "laws")))
+    from soberan.workspace import Workspace
+
+    ws = Workspace.open(ws.root)
+    write_raw(ws, docs, shard_docs=25)
+    run(ws, workers=1)
+    calls = len(io_pack())
+    (cal,) = calibrate(ws, ["laws"], keep=0.9)
+    assert len(io_pack()) == calls
+    rule = {r.key: r for r in cal.rules}["min_words"]
+    assert rule.current == 30 and rule.proposed < 30
+    assert cal.kept_now[2] < 0.9 <= cal.kept_new[2]  # the reference: dropped now, kept with the proposal
+    assert all(r.proposed == r.current or (r.proposed < r.current if r.direction == "min" else
+                                            r.proposed > r.current) for r in cal.rules if r.current)
+    snippet = toml_of([cal])
+    assert snippet.startswith("[curate.quality.thresholds.io]\n")
+    assert f"\nmin_words = {int(rule.proposed)}\n" in snippet
+    if "top_n_grams" in snippet:  # a table is written whole: an override replaces the pack's
+        assert re.search(r"top_n_grams = \{ 2 = [\d.]+, 3 = [\d.]+, 4 = [\d.]+ \}", snippet)
+
+    res = CliRunner().invoke(app, ["calibrate", "-w", str(ws.root), "--reference", "laws"],
+                             env={"COLUMNS": "200"})
+    assert res.exit_code == 0, res.output
+    assert "min_words" in res.output and "[curate.quality.thresholds.io]" in res.output
+    html = (ws.root / "report" / "calibration.html").read_text()
+    assert html.count("<svg") >= 10 and "proposed" in html and "pack 30" in html
+    res = CliRunner().invoke(app, ["calibrate", "-w", str(ws.root), "--reference", "statutes"])
+    assert res.exit_code == 2 and "no such source" in res.output
+
+
+def test_short_social_preset_under_the_languages_own_overrides(tmp_path):
+    from soberan.curate.steps import Context
+    from soberan.lang import PRESETS
+
+    ws = make_workspace(tmp_path / "ws", lang="th", jurisdiction="TH", curate_toml=(
+        '[curate.quality]\npreset = "short_social"\n[curate.quality.thresholds.th]\nmin_words = 5\n'))
+    th = Context(ws.root).pack("th").thresholds
+    assert th["min_words"] == 5  # the language's own override wins
+    assert th["line_punct_thr"] == PRESETS["short_social"]["line_punct_thr"]
+    assert th["language_score"] == 0.5 and th["dup_line_frac"] == 0.349  # untouched: the pack's

@@ -77,6 +77,9 @@ class LangCalibration:
     kept_now: tuple[float, float, float] = (0, 0, 0)  # corpus docs, corpus chars, reference docs
     kept_new: tuple[float, float, float] = (0, 0, 0)
     changes: dict = field(default_factory=dict)  # threshold name -> proposed value
+    # the pack's n-gram tables: an override replaces a whole table, so a proposal for one size
+    # is written with the others as they are
+    tables: dict = field(default_factory=dict)
 
 
 def _rows_by_lang(table, lang: str) -> list[dict]:
@@ -166,7 +169,8 @@ def calibrate(ws, references: list[str] | None = None, keep: float = 0.9) -> lis
         if refs and not is_ref.any():
             raise ConfigError(f"{code}: the reference sources {refs} hold no {code} document that "
                               "reached the quality step")
-        cal = LangCalibration(code, refs, len(rows), int(is_ref.sum()))
+        cal = LangCalibration(code, refs, len(rows), int(is_ref.sum()),
+                              tables={k: dict(pack.thresholds.get(k) or {}) for k in ("top_n_grams", "dup_n_grams")})
         rules: list[Rule] = []
         for name, signal, direction, filt in RULES:
             if filt == "langid":
@@ -231,11 +235,11 @@ def toml_of(cals: list[LangCalibration]) -> str:
                 scores[c.lang] = v
             elif "." in key:
                 name, n = key.split(".")
-                tables.setdefault(name, []).append(f"{n} = {v:g}")
+                tables.setdefault(name, dict(c.tables.get(name, {})))[int(n)] = v
             else:
                 lines.append(f"{key} = {int(v) if key in INTEGER else v:g}")
         for name, kv in tables.items():
-            lines.append(f"{name} = {{ {', '.join(kv)} }}")
+            lines.append(f"{name} = {{ {', '.join(f'{n} = {x:g}' for n, x in sorted(kv.items()))} }}")
         if lines:
             parts.append(f"[curate.quality.thresholds.{c.lang}]\n" + "\n".join(lines))
     if scores:
