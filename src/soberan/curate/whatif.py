@@ -168,9 +168,9 @@ def print_funnel(changes: list[Change], funnels: list[Funnel], console) -> None:
     for f in funnels:
         if f.langid is not None:
             n, a, b = f.langid
-            t.add_row(f.lang, "langid (whole document)", str(n), str(a), str(b), "", "")
-        pct = lambda x, y: f"{x} ({x / y:.0%})" if y else str(x)  # noqa: E731
-        t.add_row(f.lang, "quality", str(f.docs), pct(f.kept_now, f.docs), pct(f.kept_new, f.docs),
+            t.add_row(f.lang, "langid (whole document)", f"{n:,}", f"{a:,}", f"{b:,}", "", "")
+        pct = lambda x, y: f"{x:,} ({x / y:.0%})" if y else f"{x:,}"  # noqa: E731
+        t.add_row(f.lang, "quality", f"{f.docs:,}", pct(f.kept_now, f.docs), pct(f.kept_new, f.docs),
                   pct(f.chars_now, f.chars), pct(f.chars_new, f.chars))
     console.print(t)
     for f in funnels:
