@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import shutil
 import sys
 import time
@@ -136,18 +135,6 @@ fields = {{ text = "content", url = "url", title = "title", date = "date_extract
     }
 
 
-def set_keys(text: str, section: str, keys: dict[str, str]) -> str:
-    head = f"[{section}]\n"
-    start = text.index(head) + len(head)
-    nxt = re.search(r"^\[", text[start:], re.M)
-    end = start + nxt.start() if nxt else len(text)
-    body = text[start:end]
-    for k, v in keys.items():
-        line = re.compile(rf"^{re.escape(k)}\s*=.*$", re.M)
-        body = line.sub(f"{k} = {v}", body) if line.search(body) else f"{k} = {v}\n" + body
-    return text[:start] + body + text[end:]
-
-
 def corpus_numbers(ws, source: str) -> dict:
     """Documents and characters of `source` collected and curated, and its top drop reasons."""
     import duckdb
@@ -173,7 +160,7 @@ def run_language(lang: str, spec: dict, root: Path) -> dict:
     from soberan.collect import run as collect
     from soberan.curate import run as curate
     from soberan.curate.calibrate import calibrate, toml_of
-    from soberan.workspace import Workspace, init_workspace
+    from soberan.workspace import Workspace, init_workspace, set_keys
 
     t0 = time.monotonic()
     ws_root = root / f"ws-{lang}"

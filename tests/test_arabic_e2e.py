@@ -12,7 +12,10 @@ import sys
 import zipfile
 
 import pytest
-from test_build_e2e import TINY, set_keys
+from test_build_e2e import TINY
+from test_collect_archive import saudi_source
+
+from soberan.workspace import set_keys
 
 pytestmark = [pytest.mark.slow, pytest.mark.shared_data]
 
@@ -30,16 +33,7 @@ def _workspace(root, data, shared, allow_nc: bool):
             text = set_keys(text, section, keys)
     text = set_keys(text, "evaluate", {"sets": '["acva_arabic", "exams_ar"]', "limit": "16",
                                        "shared_data": json.dumps(str(shared))})
-    cfg.write_text(text + f"""
-[[sources]]
-name = "saudinewsnet"
-kind = "jsonl"
-path = "{data}"
-license = "CC-BY-NC-SA-4.0"
-jurisdiction = "SA"
-lang = "ar"
-fields = {{ text = "content", url = "url", title = "title", date = "date_extracted" }}
-""")
+    cfg.write_text(text + saudi_source(data))
 
 
 def _build(root):

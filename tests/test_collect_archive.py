@@ -32,14 +32,9 @@ def saudi_zip(path, day: int, n: int) -> None:
         z.writestr(f"2015-07-{day:02d}.json", json.dumps(articles(day, n), ensure_ascii=False, indent=4))
 
 
-def saudi_workspace(root, data, licenses: list[str] | None = None) -> Workspace:
-    init_workspace(root, lang="ar", jurisdiction="SA", name="sa")
-    cfg = root / "soberan.toml"
-    text = cfg.read_text()
-    if licenses is not None:
-        start = text.index("licenses = [")
-        text = text[:start] + "licenses = " + json.dumps(licenses) + text[text.index("]", start) + 1:]
-    cfg.write_text(text + f"""
+def saudi_source(data) -> str:
+    """The [[sources]] table of SaudiNewsNet as published (a folder of zipped JSON arrays)."""
+    return f"""
 [[sources]]
 name = "saudinewsnet"
 kind = "jsonl"
@@ -48,7 +43,17 @@ license = "CC-BY-NC-SA-4.0"
 jurisdiction = "SA"
 lang = "ar"
 fields = {{ text = "content", url = "url", title = "title", date = "date_extracted" }}
-""")
+"""
+
+
+def saudi_workspace(root, data, licenses: list[str] | None = None) -> Workspace:
+    init_workspace(root, lang="ar", jurisdiction="SA", name="sa")
+    cfg = root / "soberan.toml"
+    text = cfg.read_text()
+    if licenses is not None:
+        start = text.index("licenses = [")
+        text = text[:start] + "licenses = " + json.dumps(licenses) + text[text.index("]", start) + 1:]
+    cfg.write_text(text + saudi_source(data))
     return Workspace.open(root)
 
 

@@ -95,6 +95,23 @@ def konlpy_corpus_dir() -> Path:
     return Path(spec.origin).parent / "data" / "corpus"
 
 
+def set_keys(text: str, section: str, keys: dict[str, str]) -> str:
+    """Set `key = value` lines (values as TOML) in a `[section]` of a generated config: replace the
+    line when the template wrote one, add it under the header otherwise. For scripts and tests
+    that adjust what `soberan init` wrote, keeping its comments."""
+    import re
+
+    head = f"[{section}]\n"
+    start = text.index(head) + len(head)
+    nxt = re.search(r"^\[", text[start:], re.M)
+    end = start + nxt.start() if nxt else len(text)
+    body = text[start:end]
+    for k, v in keys.items():
+        line = re.compile(rf"^{re.escape(k)}\s*=.*$", re.M)
+        body = line.sub(lambda _m: f"{k} = {v}", body) if line.search(body) else f"{k} = {v}\n" + body
+    return text[:start] + body + text[end:]
+
+
 def _answer_cue(lang: str) -> str:
     """The word before a benchmark's answer in the language (the example prompt template)."""
     from soberan.lang import get_pack
