@@ -157,6 +157,10 @@ def run(ws: Workspace, *, executor: str | None = None, workers: int | None = Non
         return s
 
     work = ws.root / "work" / STAGE
+    if force:  # start over: the stored signals are measured again too
+        from soberan.curate.signals import signals_root
+
+        shutil.rmtree(signals_root(ws.root), ignore_errors=True)
     fp = _fingerprint(ws, raw_art)
     if force or not (work / "RUN").exists() or (work / "RUN").read_text().strip() != fp:
         _reset(ws, work, out, fp)

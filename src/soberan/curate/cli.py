@@ -17,7 +17,8 @@ def curate(workspace: Path = typer.Option(Path("."), "--workspace", "-w",
            workers: int = typer.Option(None, "--workers",
                                        help="Processes for the per-shard steps (default: [curate] workers, "
                                             "0 = one per core)."),
-           force: bool = typer.Option(False, "--force", help="Start over even if a run is done or half done."),
+           force: bool = typer.Option(False, "--force", help="Start over even if a run is done or half "
+                                                             "done, stored signals included."),
            what_if: list[str] = typer.Option(None, "--what-if",
                                              help="LANG.THRESHOLD=VALUE (e.g. th.min_words=10): print the "
                                                   "funnel it would give, from the last run's stored "
