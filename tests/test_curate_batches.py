@@ -56,3 +56,25 @@ def test_twenty_thousand_real_documents_in_small_batches(tmp_path, shared_data):
     assert s.shards == 6 and s.input_docs == len(docs)
     assert 0 < s.output_docs < len(docs)
     assert s.dropped["langid"] > 0 and s.dropped["quality"] > 0
+
+
+def test_the_executor_comes_from_the_config(tmp_path, monkeypatch):
+    """`[curate] executor = "ray"` (and `ray_address`) reach the run that `soberan build` makes,
+    which passes no flags; a flag still overrides the config."""
+    import soberan.curate.executor as ex
+    from soberan.curate import run
+
+    asked = []
+    real = ex.executor
+
+    def spy(kind="local", workers=0, ray_address=None, langs=()):
+        asked.append((kind, ray_address))
+        return real("local", 1, None, langs)
+
+    monkeypatch.setattr(ex, "executor", spy)
+    ws = make_workspace(tmp_path / "ws", lang="id", jurisdiction="ID",
+                        curate_toml='executor = "ray"\nray_address = "ray://head:10001"\n' + INDONESIAN)
+    write_raw(ws, indonesian_corpus(5))
+    run(ws)  # as build calls it
+    run(ws, executor="local", force=True)
+    assert asked == [("ray", "ray://head:10001"), ("local", "ray://head:10001")]
