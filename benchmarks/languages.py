@@ -46,9 +46,11 @@ TINY = {
 }
 
 
-def _lines(src: Path, dst: Path, n: int, every: int = 1) -> Path:
-    """The first `n` non-blank lines of a text file (every `every`-th), as a file of the slice."""
-    out = [ln for ln in src.read_text(encoding="utf-8").splitlines() if ln.strip()][::every][:n]
+def _lines(src: Path, dst: Path, n: int) -> Path:
+    """`n` non-blank lines of a text file spread evenly over it (every k-th line: some sets are
+    ordered, e.g. by length), as a file of the slice."""
+    lines = [ln for ln in src.read_text(encoding="utf-8").splitlines() if ln.strip()]
+    out = lines[::max(1, len(lines) // n)][:n]
     dst.parent.mkdir(parents=True, exist_ok=True)
     dst.write_text("\n".join(out) + "\n", encoding="utf-8")
     return dst
@@ -120,7 +122,8 @@ license = "MIT"
 jurisdiction = "ID"
 lang = "id"
 ''' + ntrex_source("ind", "id", "ID")},
-        "ar": {"jur": "SA", "corpus": "saudinewsnet", "reference": ["ntrex"], "preset": "",
+        # news articles are their own reference: NTREX's single sentences are not articles
+        "ar": {"jur": "SA", "corpus": "saudinewsnet", "reference": [], "preset": "",
                "licenses": ["CC-BY-NC-SA-4.0"], "source": f'''
 [[sources]]
 name = "saudinewsnet"
@@ -130,7 +133,7 @@ license = "CC-BY-NC-SA-4.0"
 jurisdiction = "SA"
 lang = "ar"
 fields = {{ text = "content", url = "url", title = "title", date = "date_extracted" }}
-''' + ntrex_source("arb", "ar", "SA")},
+'''},
         "vi": {"jur": "VN", "corpus": "ntrex", "reference": [], "preset": "", "source": ntrex_source("vie", "vi", "VN")},
     }
 
