@@ -195,6 +195,7 @@ def run(ws: Workspace, *, executor: str | None = None, workers: int | None = Non
             if p.prepare:
                 reports.update(_resolve(work / f"pass{k}", list(p.prepare), cur, console))
 
+    _drop_stale_signals(ws, len(passes), len(inputs))
     stats = build_stats(work, len(passes), len(inputs), reports, cur.fuzzy_dedup.model_dump())
     if "decontam" in cur.steps:
         stats["decontam_benchmarks"] = _decontam_report(work)
@@ -210,6 +211,19 @@ def run(ws: Workspace, *, executor: str | None = None, workers: int | None = Non
         shutil.rmtree(work, ignore_errors=True)
     summary.path, summary.artifact, summary.seconds = out, art, time.monotonic() - t0
     return summary
+
+
+def _drop_stale_signals(ws: Workspace, n_passes: int, n_shards: int) -> None:
+    """Signals of passes or shards this run does not have (an earlier config had more), so that
+    `--what-if` and `calibrate` read only this run's."""
+    import re
+
+    from soberan.curate.signals import signals_root
+
+    for f in signals_root(ws.root).glob("pass*/part-*.parquet"):
+        m = re.fullmatch(r"pass(\d+)", f.parent.name), re.fullmatch(r"part-(\d+)\.parquet", f.name)
+        if not (m[0] and m[1]) or int(m[0][1]) >= n_passes or int(m[1][1]) >= n_shards:
+            f.unlink(missing_ok=True)
 
 
 def _resolve(pass_dir: Path, steps: list[str], cur, console) -> dict:
