@@ -118,16 +118,17 @@ def weights(folder: Path) -> dict[str, torch.Tensor]:
 # --- data -------------------------------------------------------------------------------------
 
 def test_pack_spans_decode_to_documents_and_heldout_is_never_packed(tiny_ws):
-    from soberan.train.data import CorpusInput, choose_heldout, load_packed, pack
+    from soberan.heldout import HeldoutSettings
+    from soberan.train.data import CorpusInput, load_packed, pack, plan_heldout
     from soberan.train.pretrain import load_tokenizer
 
     tok = load_tokenizer(tiny_ws.root / "tokenizer" / "final")
     out = tiny_ws.root / "model"
-    rule = lambda us: choose_heldout(us, 0.1, 1, 1000)
+    rule = lambda us: plan_heldout(us, HeldoutSettings(fraction=0.1, min_units=1, max_doc_share=0.5))
     s = pack([CorpusInput(tiny_ws.root / "curated")], tok, out, key={"k": 1}, heldout=rule)
     packed = load_packed(s.data_dir)
     texts = {r["id"]: r["text"] for r in corpus().to_pylist()}
-    held = {r["id"] for lang in ("ko", "en") for r in pq.read_table(out / "heldout" / f"{lang}.parquet").to_pylist()}
+    held = {r["doc_id"] for lang in ("ko", "en") for r in pq.read_table(out / "heldout" / f"{lang}.parquet").to_pylist()}
     assert held and s.heldout_docs["ko"] >= 1 and s.heldout_docs["en"] >= 1
     docs = packed.docs.to_pylist()
     assert {d["doc_id"] for d in docs}.isdisjoint(held)
@@ -143,11 +144,12 @@ def test_pack_spans_decode_to_documents_and_heldout_is_never_packed(tiny_ws):
 
 
 def test_pack_resumes_after_a_failure_halfway(tiny_ws):
-    from soberan.train.data import CorpusInput, choose_heldout, pack
+    from soberan.heldout import HeldoutSettings
+    from soberan.train.data import CorpusInput, pack, plan_heldout
     from soberan.train.pretrain import load_tokenizer
 
     tok = load_tokenizer(tiny_ws.root / "tokenizer" / "final")
-    rule = lambda us: choose_heldout(us, 0.1, 1, 1000)
+    rule = lambda us: plan_heldout(us, HeldoutSettings(fraction=0.1, min_units=1, max_doc_share=0.5))
     inp = [CorpusInput(tiny_ws.root / "curated")]
     calls = []
 
@@ -280,7 +282,7 @@ def test_embedding_stage_freezes_everything_but_new_rows_then_trains_all(tiny_ws
     tok_dir, new = _extended(tiny_ws, ["대한민국은", "평등하다", "법률을"])
     _base_model(tiny_ws.root / "base", 320, tie=True)
     base_w = weights(tiny_ws.root / "base")
-    ws = reopen(tiny_ws, 'base_model = "base"\nembed_stage_steps = 3\nlr = 0.01\nwarmup_steps = 0')
+    ws = reopen(tiny_ws, 'base_model = "base"\nbase_model_license = "Apache-2.0"\nembed_stage_steps = 3\nlr = 0.01\nwarmup_steps = 0')
     s = run(ws, tokenizer_dir=tok_dir)
     assert s.steps == 6
     init = AutoModelForCausalLM.from_pretrained(ws.root / "base")

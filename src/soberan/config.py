@@ -22,6 +22,7 @@ from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, ValidationEr
 from soberan.collect.config import CollectSettings
 from soberan.curate.config import CurateSettings
 from soberan.evaluate.config import EvaluateSettings
+from soberan.heldout import HeldoutSettings
 from soberan.serve.config import ServeSettings
 from soberan.tokenizer.config import TokenizerSettings
 from soberan.train.config import TrainSettings
@@ -176,6 +177,7 @@ class Config(Strict):
     sources: list[Source] = []
     collect: CollectSettings = CollectSettings()
     curate: CurateSettings = CurateSettings()
+    heldout: HeldoutSettings = HeldoutSettings()  # the one held-out split (soberan.heldout)
     tokenizer: TokenizerSettings = TokenizerSettings()
     train: TrainSettings = TrainSettings()
     evaluate: EvaluateSettings = EvaluateSettings()

@@ -122,16 +122,60 @@ def _answer_cue(lang: str) -> str:
         return "Answer:"
 
 
+def write_english_replay(path: Path) -> Path:
+    """English text for the demo's replay share: the Python language reference that CPython
+    ships (`pydoc_data.topics`, PSF-2.0), one JSONL record per topic. A base model trained on
+    English forgets it when trained on Korean alone; a replay share holds that back, and its
+    held-out units measure how much was forgotten. A lab points `replay_path` at its own."""
+    import json
+
+    from pydoc_data.topics import topics
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding="utf-8") as f:
+        for name in sorted(topics):
+            f.write(json.dumps({"id": f"pydoc/{name}", "text": topics[name]}, ensure_ascii=False) + "\n")
+    return path
+
+
+# What `soberan init --demo` changes in the stage templates: adapt the embedded open model
+# (SmolLM2-135M-Instruct) with its own tokenizer (docs/train.md says why not an extension at this
+# budget), and replay English so that forgetting is held back and measured.
+DEMO_VALUES = {
+    "tokenizer_mode": "keep",
+    "tokenizer_base": "smollm2-135m-instruct",
+    "train_head": """base_model = "smollm2-135m-instruct"
+replay_path = "data/replay-en.jsonl"
+replay_license = "PSF-2.0"
+replay_jurisdiction = "US"
+replay_share = 0.2
+seq_len = 256
+micro_batch = 8
+max_steps = 8
+lr = 0.0003
+warmup_steps = 1
+eval_every = 8
+checkpoint_every = 8
+keep_checkpoints = 1
+tensorboard = false
+""",
+}
+DEFAULT_VALUES = {"tokenizer_mode": "extend", "tokenizer_base": "mistral-v1", "train_head": ""}
+
+
 def render_config(name: str, lang: str, jurisdiction: str, demo: bool = False) -> str:
     """The commented `soberan.toml` that `soberan init` writes: a head (project, policy, sources)
     followed by one section per stage, each stage keeping its own commented template."""
     lang = check_language(lang)
     jurisdiction = check_country(jurisdiction)
+    licenses = default_licenses(jurisdiction) + (["PSF-2.0"] if demo else [])
     values = {
         "name": name, "lang": lang, "jurisdiction": jurisdiction,
-        "licenses": ", ".join(f'"{x}"' for x in default_licenses(jurisdiction)),
+        "jurisdictions": ", ".join(f'"{x}"' for x in dict.fromkeys([jurisdiction] + (["US"] if demo else []))),
+        "licenses": ", ".join(f'"{x}"' for x in licenses),
         "answer_cue": _answer_cue(lang),
         "konlpy": konlpy_corpus_dir().as_posix() if demo else "",
+        **(DEMO_VALUES if demo else DEFAULT_VALUES),
     }
     parts = [Template(package_file("templates", "head.toml").read_text()).substitute(values)]
     parts.append(Template(package_file("templates", "demo_sources.toml" if demo else "sources.toml")
@@ -151,6 +195,8 @@ def init_workspace(root: str | Path, *, lang: str, jurisdiction: str, name: str 
         raise ConfigError(f"{cfg} already exists (use --force to overwrite)")
     root.mkdir(parents=True, exist_ok=True)
     cfg.write_text(render_config(name or root.resolve().name, lang, jurisdiction, demo), encoding="utf-8")
+    if demo:
+        write_english_replay(root / "data" / "replay-en.jsonl")
     load_config(cfg)  # what we write must itself be valid
     Ledger(root).record_event("init", config=CONFIG_NAME, lang=lang, jurisdiction=jurisdiction)
     return cfg

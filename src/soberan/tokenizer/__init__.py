@@ -33,7 +33,7 @@ if TYPE_CHECKING:  # soberan.config imports this package for its settings: no im
 STAGE = "tokenizer"
 # The config sections this stage reads: hashed into each artifact it records, and what
 # `soberan build` compares to decide whether the stage must run again.
-CONFIG_SECTIONS = (STAGE,)
+CONFIG_SECTIONS = (STAGE, "heldout")
 VERSION = "1"  # bump when the output for the same input and settings changes
 LABELS = {"extend": "extended", "replace": "trained"}
 
@@ -69,9 +69,10 @@ def settings(ws: Workspace, **overrides) -> TokenizerSettings:
     return TokenizerSettings.model_validate(body)
 
 
-def config_hash(s: TokenizerSettings) -> str:
-    # The same digest as Config.section_hash("tokenizer") when nothing is overridden.
-    return hashlib.sha256(json.dumps({"tokenizer": s.model_dump(mode="json")}, sort_keys=True).encode()).hexdigest()
+def config_hash(ws: Workspace, s: TokenizerSettings) -> str:
+    # The same digest as Config.section_hash(*CONFIG_SECTIONS) when nothing is overridden.
+    body = {"tokenizer": s.model_dump(mode="json"), "heldout": ws.config.heldout.model_dump(mode="json")}
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
 
 def run(ws: Workspace, *, mode: str | None = None, base: str | None = None, new_tokens: int | None = None,
@@ -93,8 +94,9 @@ def run(ws: Workspace, *, mode: str | None = None, base: str | None = None, new_
     if corpus_dir is not None and s.mode != "keep" and not shard_paths(corpus_dir):
         raise FileNotFoundError(f"{corpus_dir}: the curated corpus has no shards")
     inputs = [cur["hash"]] if cur else []
-    chash = config_hash(s)
-    base_path = formats.resolve(s.base, ws.config.root)
+    chash = config_hash(ws, s)
+    base_spec = base_tokenizer_spec(ws, s.base)
+    base_path = formats.resolve(base_spec, ws.config.root)
     base_sha = tree_sha256(base_path)
     out = ws.stage_dir(STAGE)
     final = out / "final"
@@ -111,12 +113,12 @@ def run(ws: Workspace, *, mode: str | None = None, base: str | None = None, new_
     for code in list(s.eval_texts):
         if not ws.config.resolve(s.eval_texts[code]).is_file():
             raise ConfigError(f"tokenizer.eval_texts.{code}: no file {ws.config.resolve(s.eval_texts[code])}")
-    base_tok = formats.load(s.base, ws.config.root)
+    base_tok = formats.load(base_spec, ws.config.root)
     if s.mode == "extend" and base_tok.style == "other":
         raise ConfigError(f"tokenizer.base: {base_tok.name} is neither SentencePiece-style nor byte-level "
                           "BPE; extend needs a BPE tokenizer")
-    plan = corpus.plan(corpus_dir, languages, s.held_out) if corpus_dir else corpus.Plan(languages)
-    if s.mode != "keep" and sum(plan.docs_per_lang.values()) <= len(plan.held_out):
+    plan = corpus.plan(corpus_dir, languages, ws.config.heldout) if corpus_dir else corpus.Plan(languages)
+    if s.mode != "keep" and plan.trainable_docs() <= 0:
         raise FileNotFoundError(f"{corpus_dir}: no curated document in {languages} to learn from "
                                 "(check project.languages or tokenizer.languages)")
     roles: list[dict] = []
@@ -132,7 +134,7 @@ def run(ws: Workspace, *, mode: str | None = None, base: str | None = None, new_
 
     with progress() as bar:
         if s.mode == "extend":
-            key = hashlib.sha256(json.dumps([VERSION, base_sha, languages, sorted(plan.held_out)]).encode()).hexdigest()
+            key = hashlib.sha256(json.dumps([VERSION, base_sha, languages, plan.split.key()]).encode()).hexdigest()
             job = bar.add_task("counting words", total=len(shard_paths(corpus_dir)))
             counts = corpus.cached_counts(corpus_dir, plan, lambda texts: extend.count_words(texts, base_tok),
                                           work / "counts", key, s.max_train_chars, roles,
@@ -145,7 +147,7 @@ def run(ws: Workspace, *, mode: str | None = None, base: str | None = None, new_
         elif s.mode == "replace":
             from soberan.tokenizer.train import train_bpe
 
-            n_docs = sum(plan.docs_per_lang.values()) - len(plan.held_out)
+            n_docs = plan.trainable_docs()
             job = bar.add_task("training byte-level BPE", total=n_docs)
 
             def texts():
@@ -193,7 +195,7 @@ def run(ws: Workspace, *, mode: str | None = None, base: str | None = None, new_
         new_tokens=len(parts) if s.mode != "replace" else 0,
         learned_tokens=len(learned.new_tokens) if learned else 0, unreachable=unreachable,
         train_docs=len(train_docs), train_chars=sum(r["chars"] for r in train_docs),
-        held_out_docs=len(plan.held_out), before=before_label, after=after_label,
+        held_out_docs=plan.held_out_units, before=before_label, after=after_label,
         fertility_before={k: round(v.tokens_per_char, 4) for k, v in report[before_label].items()},
         fertility_after={k: round(v.tokens_per_char, 4) for k, v in report[after_label].items()},
         report=fert_path)
@@ -216,11 +218,21 @@ def run(ws: Workspace, *, mode: str | None = None, base: str | None = None, new_
     return summary
 
 
+def base_tokenizer_spec(ws: Workspace, spec: str) -> str:
+    """`[tokenizer] base` as formats.load reads it: a base model's builtin name or .gguf file is
+    imported once (soberan.basemodel) and its HF folder's tokenizer used."""
+    from soberan import basemodel
+
+    if basemodel.is_base_spec(spec):
+        return str(basemodel.resolve(ws, spec, ws.config.train.base_model_license))
+    return spec
+
+
 def eval_sets(ws: Workspace, s: TokenizerSettings, corpus_dir: Path | None, plan) -> list:
     """Held-out text per language: the held-out curated documents plus `eval_texts` files."""
     from soberan.tokenizer import corpus, fertility
 
-    texts = corpus.held_out_texts(corpus_dir, plan) if corpus_dir and plan.held_out else {}
+    texts = corpus.held_out_texts(corpus_dir, plan) if corpus_dir and plan.held_out_units else {}
     for code, path in s.eval_texts.items():
         lines = [ln for ln in ws.config.resolve(path).read_text(encoding="utf-8").splitlines() if ln.strip()]
         texts.setdefault(code, []).extend(lines)
@@ -235,7 +247,7 @@ def workspace_eval_sets(ws: Workspace) -> list:
     cur = ws.ledger.latest_artifact("curate", "corpus")
     corpus_dir = ws.root / cur["path"] if cur else None
     languages = s.languages or list(ws.config.project.languages)
-    plan = corpus.plan(corpus_dir, languages, s.held_out) if corpus_dir else corpus.Plan(languages)
+    plan = corpus.plan(corpus_dir, languages, ws.config.heldout) if corpus_dir else corpus.Plan(languages)
     return eval_sets(ws, s, corpus_dir, plan)
 
 

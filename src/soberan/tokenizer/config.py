@@ -31,9 +31,7 @@ class TokenizerSettings(BaseModel):
     # "auto" (the base's own; Mistral's [INST] format for Mistral bases; ChatML otherwise),
     # "chatml", "mistral", or a Jinja template string.
     chat_template: str = "auto"
-    # Share of each language's curated documents (at least one when there are two or more) kept
-    # out of training to measure fertility on text the tokenizer has not seen.
-    held_out: float = Field(0.02, ge=0.0, lt=1.0)
+    # Fertility is measured on the workspace's held-out units (`[heldout]`), never trained on.
     # Extra held-out text per language for the fertility report: {lang = "path/to/file.txt"},
     # one sample per line, relative to soberan.toml. Never used for training.
     eval_texts: dict[str, str] = {}

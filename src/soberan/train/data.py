@@ -16,7 +16,6 @@ what a take-down reads to find the documents inside a model's training data.
 from __future__ import annotations
 
 import hashlib
-import heapq
 import json
 import os
 import shutil
@@ -29,6 +28,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from soberan.heldout import SCHEMA as HELDOUT_SCHEMA
+from soberan.heldout import Split
+from soberan.heldout import apply as apply_split
+from soberan.heldout import merge as merge_splits
+from soberan.heldout import plan as plan_split
 from soberan.documents import shard_paths, text_sha256, write_parquet_atomic, write_text_atomic
 
 FORMAT = 1
@@ -42,12 +46,6 @@ DOCS_SCHEMA = pa.schema([
     pa.field("replay", pa.bool_(), nullable=False),
     pa.field("start", pa.int64(), nullable=False),
     pa.field("n_tokens", pa.int64(), nullable=False),
-])
-HELDOUT_SCHEMA = pa.schema([
-    pa.field("id", pa.string(), nullable=False),
-    pa.field("text", pa.large_string(), nullable=False),
-    pa.field("source", pa.string(), nullable=False),
-    pa.field("lang", pa.string(), nullable=False),
 ])
 
 
@@ -132,51 +130,40 @@ def read_unit(unit: Unit, batch_size: int = 2048) -> Iterator[pa.Table]:
                         "lang": [inp.lang or "und"] * m})
 
 
-# --- held-out split ---------------------------------------------------------------------------
+# --- held-out split: soberan.heldout, shared with the tokenizer and evaluate -------------------
 
-def heldout_rank(doc_id: str) -> float:
-    """A document's place in [0, 1) for the held-out split: a hash of its stable id, so the same
-    documents are held out in every run, on every machine, whatever the shard order."""
-    return int.from_bytes(hashlib.sha256(b"heldout\x00" + doc_id.encode()).digest()[:8], "big") / 2**64
+def plan_heldout(units_: list[Unit], settings, always: set[str] = frozenset()) -> Split:
+    """The held-out split of the units' documents: each input is split on its own (a replay
+    corpus's English never changes which Korean paragraphs are held out), then merged."""
+    by_input: dict[CorpusInput, list[Unit]] = {}
+    for u in units_:
+        by_input.setdefault(u.input, []).append(u)
+    return merge_splits(*(plan_split((t for u in us for t in read_unit(u)), settings, always)
+                           for us in by_input.values()))
 
 
-def choose_heldout(units_: list[Unit], fraction: float, min_docs: int, max_docs: int,
-                   always: set[str] = frozenset()) -> dict[str, str]:
-    """{doc id: lang} of the documents to hold out: per language, those whose rank is below
-    `fraction` (at most `max_docs`, lowest ranks first), at least `min_docs` when the language
-    has a document left to train on, and every id of `always` (held out by an earlier run of
-    this workspace, so a second model never trains on the first one's held-out text).
-    One streaming pass over ids and languages; memory is bounded by `max_docs` per language."""
-    below: dict[str, list] = {}  # lang → max-heap (negated rank) of ranks < fraction
-    lowest: dict[str, list] = {}  # lang → max-heap of the `min_docs` lowest ranks
-    counts: dict[str, int] = {}
-    forced: dict[str, str] = {}
-    for unit in units_:
-        for t in read_unit(unit):
-            for doc, lang in zip(t.column("id").to_pylist(), t.column("lang").to_pylist()):
-                counts[lang] = counts.get(lang, 0) + 1
-                if doc in always:
-                    forced[doc] = lang
-                    continue
-                r = heldout_rank(doc)
-                for heap, cap, keep in ((below.setdefault(lang, []), max_docs, r < fraction),
-                                        (lowest.setdefault(lang, []), min_docs, True)):
-                    if keep and cap > 0:
-                        if len(heap) < cap:
-                            heapq.heappush(heap, (-r, doc))
-                        elif -heap[0][0] > r:
-                            heapq.heapreplace(heap, (-r, doc))
-    out = dict(forced)
-    n_forced = {lang: list(forced.values()).count(lang) for lang in counts}
-    for lang, n in counts.items():
-        chosen = {d for _, d in below.get(lang, [])}
-        want = min(min_docs, n - 1) - n_forced[lang]
-        for _, d in sorted(lowest.get(lang, []), reverse=True):
-            if len(chosen) >= want:
-                break
-            chosen.add(d)
-        out.update({d: lang for d in chosen})
-    return out
+def _save_split(split: Split, path: Path) -> None:
+    rows = {"doc_id": [], "paragraph": [], "lang": []}
+    for d, lang in split.docs.items():
+        rows["doc_id"].append(d), rows["paragraph"].append(None), rows["lang"].append(lang)
+    for d, idx in split.paragraphs.items():
+        for i in sorted(idx):
+            rows["doc_id"].append(d), rows["paragraph"].append(i), rows["lang"].append(None)
+    t = pa.table({"doc_id": pa.array(rows["doc_id"], pa.string()),
+                  "paragraph": pa.array(rows["paragraph"], pa.int32()),
+                  "lang": pa.array(rows["lang"], pa.string())})
+    write_parquet_atomic(t.replace_schema_metadata({"unit_chars": str(split.unit_chars)}), path)
+
+
+def _load_split(path: Path) -> Split:
+    t = pq.read_table(path)
+    split = Split(unit_chars=int(t.schema.metadata[b"unit_chars"]))
+    for d, i, lang in zip(*(t.column(c).to_pylist() for c in ("doc_id", "paragraph", "lang"))):
+        if i is None:
+            split.docs[d] = lang
+        else:
+            split.paragraphs.setdefault(d, set()).add(i)
+    return split
 
 
 # --- packing ----------------------------------------------------------------------------------
@@ -213,12 +200,12 @@ def _tokenize(tokenizer, texts: list[str]) -> list[list[int]]:
 
 
 def pack(inputs: list[CorpusInput], tokenizer, out_dir: Path, *, key: dict,
-         heldout: Callable[[list[Unit]], dict[str, str]], on_unit: Callable[[Unit, pa.Table], None] | None = None,
+         heldout: Callable[[list[Unit]], "Split"], on_unit: Callable[[Unit, pa.Table], None] | None = None,
          check: Callable[[pa.Table], None] | None = None, progress=None) -> PackSummary:
     """Tokenize `inputs` into `out_dir/data` (see the module docstring) and write the held-out
     documents to `out_dir/heldout/`. `key` says what the data is made from: equal key and a
     finished pack → reused as is; a different key → packed again from nothing. `heldout(units)`
-    returns the held-out {id: lang}; `check(table)` may raise on a policy violation; `on_unit`
+    returns the held-out split (soberan.heldout); `check(table)` may raise on a policy violation; `on_unit`
     receives each unit's decisions (held-out and rejected documents) for the ledger."""
     data, held_dir = out_dir / "data", out_dir / "heldout"
     meta_p, prog_p = data / "meta.json", data / "progress.json"
@@ -236,14 +223,12 @@ def pack(inputs: list[CorpusInput], tokenizer, out_dir: Path, *, key: dict,
     parts = data / "parts"
     parts.mkdir(exist_ok=True)
     all_units = units(inputs)
-    held_p = data / "heldout_ids.parquet"
+    held_p = data / "heldout_split.parquet"
     if held_p.exists():
-        ht = pq.read_table(held_p)
-        held = dict(zip(ht.column("id").to_pylist(), ht.column("lang").to_pylist()))
+        split = _load_split(held_p)
     else:
-        held = heldout(all_units)
-        write_parquet_atomic(pa.table({"id": list(held), "lang": list(held.values())}), held_p)
-    held_ids = pa.array(list(held), pa.string())
+        split = heldout(all_units)
+        _save_split(split, held_p)
     tokens_p = data / "tokens.bin"
     n_tokens = int(prog["n_tokens"])
     # Anything past the last finished unit is a half-written one from a killed run.
@@ -259,11 +244,12 @@ def pack(inputs: list[CorpusInput], tokenizer, out_dir: Path, *, key: dict,
             for t in read_unit(unit):
                 if check:
                     check(t)
-                is_held = pc.is_in(t.column("id"), value_set=held_ids)
-                h = t.filter(is_held)
+                t, h = apply_split(split, t)
                 if h.num_rows:
-                    held_parts.append(h.select(["id", "text", "source", "lang"]))
-                t = t.filter(pc.invert(is_held))
+                    held_parts.append(h)
+                # A document whose every paragraph is held out has nothing left, and no rejection.
+                t = t.filter(pc.invert(pc.and_(pc.equal(t.column("text"), ""),
+                                              pc.is_in(t.column("id"), value_set=pa.array(list(split.paragraphs), pa.string())))))
                 if not t.num_rows:
                     continue
                 seqs = _tokenize(tokenizer, t.column("text").to_pylist())
@@ -311,7 +297,7 @@ def pack(inputs: list[CorpusInput], tokenizer, out_dir: Path, *, key: dict,
         for lang in sorted(set(ht.column("lang").to_pylist())):
             sub = ht.filter(pc.equal(ht.column("lang"), lang))
             write_parquet_atomic(sub, held_dir / f"{lang}.parquet")
-            counts[lang] = sub.num_rows
+            counts[lang] = sub.num_rows  # units: documents, or paragraphs of long documents
     shutil.rmtree(parts, ignore_errors=True)
     meta = {"key": key, "done": True, "n_tokens": n_tokens, "n_docs": docs.num_rows,
             "heldout_docs": counts, "rejected": prog["rejected"], "dtype": "uint32",
@@ -322,17 +308,28 @@ def pack(inputs: list[CorpusInput], tokenizer, out_dir: Path, *, key: dict,
 
 
 def _decisions(held: list[pa.Table], rejected: list[pa.Table]) -> pa.Table:
-    """The unit's decisions for the ledger: held-out documents and documents with no tokens."""
+    """The unit's decisions for the ledger, one row per document: held out (whole, or some of its
+    paragraphs) and documents with no tokens."""
     rows: dict[str, list] = {"doc_id": [], "source": [], "step": [], "action": [], "rule": [], "reason": []}
-    kinds = [(held, "heldout", "kept", "heldout_fraction", "held out for bits-per-byte evaluation; never trained on"),
-             (rejected, "pack", "rejected", "empty", "no tokens: the text is empty")]
-    for tables, step, action, rule, reason in kinds:
-        for t in tables:
-            n = t.num_rows
-            rows["doc_id"] += t.column("id").to_pylist()
-            rows["source"] += t.column("source").to_pylist()
-            for k, v in (("step", step), ("action", action), ("rule", rule), ("reason", reason)):
-                rows[k] += [v] * n
+
+    def add(doc, source, step, action, rule, reason):
+        for k, v in zip(rows, (doc, source, step, action, rule, reason)):
+            rows[k].append(v)
+
+    pars: dict[tuple[str, str], int] = {}
+    for t in held:
+        for unit, doc, source in zip(*(t.column(c).to_pylist() for c in ("id", "doc_id", "source"))):
+            if unit == doc:
+                add(doc, source, "heldout", "kept", "heldout",
+                    "held out whole for bits-per-byte evaluation; never trained on")
+            else:
+                pars[(doc, source)] = pars.get((doc, source), 0) + 1
+    for (doc, source), n in pars.items():
+        add(doc, source, "heldout", "kept", "heldout_paragraphs",
+            f"{n} paragraph(s) held out for bits-per-byte evaluation, never trained on; the rest trained")
+    for t in rejected:
+        for doc, source in zip(t.column("id").to_pylist(), t.column("source").to_pylist()):
+            add(doc, source, "pack", "rejected", "empty", "no tokens: the text is empty")
     return pa.table(rows)
 
 

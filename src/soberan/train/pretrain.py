@@ -123,12 +123,11 @@ def adapt_vocab(model, tokenizer, tokenizer_dir: Path, s, say) -> int | None:
     n = len(tokenizer)
     info = read_new_token_init(tokenizer_dir)
     if info is None:
-        if n <= rows:
-            return None
-        say(f"[yellow]warning:[/yellow] the tokenizer has {n} tokens, the model {rows} rows, and there is "
-            "no new_token_init.json: new rows get transformers' mean initialization")
-        model.resize_token_embeddings(round_vocab(n), mean_resizing=True)
-        return rows
+        if n > rows:
+            raise ValueError(f"tokenizer {tokenizer_dir}: {n} ids do not fit the base model's {rows} embedding rows, "
+                             "and it has no new_token_init.json saying how to make the new ones: was it made "
+                             "for another base? (`soberan tokenizer run` with mode = \"extend\" writes one)")
+        return None
     if info["base_vocab_size"] > rows:
         raise ValueError(f"new_token_init.json says the base vocabulary has {info['base_vocab_size']} tokens "
                          f"but the base model has only {rows} embedding rows: wrong base model?")
@@ -143,8 +142,72 @@ def adapt_vocab(model, tokenizer, tokenizer_dir: Path, s, say) -> int | None:
     return info["base_vocab_size"]
 
 
-def make_model(s, tokenizer, tokenizer_dir: Path, base_model: str | None, resume_from: Path | None, say):
-    """(model, first new token id or None, description)."""
+def check_tokenizer_fits(tokenizer, tokenizer_dir: Path, base_model: str) -> None:
+    """Before any training: the tokenizer must agree with the base model's own on every id the
+    base knows (keep or extend the base's tokenizer, never another model's), and fit its rows.
+    A mismatch would train silently on wrong embeddings; here it is an error naming both."""
+    cfg = json.loads(Path(base_model, "config.json").read_text())
+    rows = cfg.get("vocab_size")
+    info = read_new_token_init(tokenizer_dir)
+    base_n = info["base_vocab_size"] if info else len(tokenizer)
+    if rows is not None and base_n > rows:
+        raise ValueError(f"tokenizer {tokenizer_dir}: its base vocabulary has {base_n} ids but the base model "
+                         f"{base_model} has {rows} embedding rows: the tokenizer was made for another model")
+    own = Path(base_model, "tokenizer.json")
+    if not own.exists():
+        return
+    from tokenizers import Tokenizer
+
+    base_vocab = Tokenizer.from_file(str(own)).get_vocab(with_added_tokens=True)
+    ours = tokenizer.get_vocab()
+    inv = {i: t for t, i in base_vocab.items() if i < base_n}
+    wrong = [(i, t) for i, t in sorted(inv.items()) if ours.get(t) != i]
+    if wrong:
+        i, t = wrong[0]
+        raise ValueError(f"tokenizer {tokenizer_dir} does not match base model {base_model}: {len(wrong)} of its "
+                         f"{len(inv)} base ids differ (e.g. id {i} is {t!r} in the base, {ours.get(t)!r} here); "
+                         "set [tokenizer] base to the base model")
+
+
+def heldout_bpb(model, tokenizer, heldout: dict[str, list[str]]) -> dict[str, float]:
+    from soberan.bpb import bits_per_byte
+
+    return {lang: round(bits_per_byte(model, tokenizer, texts), 5) for lang, texts in heldout.items() if texts}
+
+
+# A new embedding row is learned from the contexts it occurs in; below about this many
+# occurrences in the planned tokens, extension costs more than it returns (a rule of thumb, set
+# against benchmarks/adapt_base.py, where 20k-60k tokens left SmolLM2's 2k new Korean rows
+# seen a few hundred times each and the extended model still behind the base tokenizer).
+MIN_OCCURRENCES_PER_NEW_ROW = 1000
+
+
+def step0_advice(step0: dict, tokenizer, first_new: int, heldout: dict[str, list[str]],
+                 planned_tokens: int) -> str | None:
+    """What the step-0 measurement says about an extended tokenizer at this budget: the held-out
+    gap between the base and the initialized model, and whether the planned tokens let the new
+    rows be seen often enough to close it. Fills step0 with the figures; returns a warning."""
+    ids = [i for texts in heldout.values() for t in texts for i in tokenizer(t, add_special_tokens=False)["input_ids"]]
+    n_new = max(len(tokenizer) - first_new, 1)
+    share = sum(1 for i in ids if i >= first_new) / max(len(ids), 1)
+    per_row = planned_tokens * share / n_new
+    step0.update(new_token_share=round(share, 4), planned_tokens=planned_tokens,
+                 occurrences_per_new_row=round(per_row, 1))
+    worse = {k: v for k, v in step0.get("initialized", {}).items() if v > step0.get("base", {}).get(k, float("inf"))}
+    if worse and per_row < MIN_OCCURRENCES_PER_NEW_ROW:
+        gap = ", ".join(f"{k} {step0['base'][k]:.3f} → {v:.3f}" for k, v in worse.items())
+        return (f"the extended tokenizer starts worse than the base (held-out bpb {gap}), and the planned "
+                f"{planned_tokens:,} tokens show each of its {n_new:,} new rows only ~{per_row:,.0f} times "
+                f"(< {MIN_OCCURRENCES_PER_NEW_ROW:,}): unlikely to close the gap; [tokenizer] mode = \"keep\" "
+                "is the better recipe at this budget")
+    return None
+
+
+def make_model(s, tokenizer, tokenizer_dir: Path, base_model: str | None, resume_from: Path | None, say,
+               heldout: dict[str, list[str]] | None = None, step0: dict | None = None):
+    """(model, first new token id or None, description). For a base model with an extended
+    tokenizer, `step0` receives the held-out bpb of the base as it is and as initialized."""
+    step0 = {} if step0 is None else step0
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -158,8 +221,15 @@ def make_model(s, tokenizer, tokenizer_dir: Path, base_model: str | None, resume
             first_new = info["base_vocab_size"] if info else None
         return model, first_new, f"resumed from {resume_from.name}"
     if base_model:
+        check_tokenizer_fits(tokenizer, tokenizer_dir, base_model)
         model = AutoModelForCausalLM.from_pretrained(base_model, dtype=torch.float32)
+        before = None
+        if heldout and read_new_token_init(tokenizer_dir) and Path(base_model, "tokenizer.json").exists():
+            # The base as it is, on the same held-out text, before its vocabulary changes.
+            before = heldout_bpb(model, load_tokenizer(Path(base_model)), heldout)
         first_new = adapt_vocab(model, tokenizer, tokenizer_dir, s, say)
+        if before is not None and first_new is not None:
+            step0.update(base=before, initialized=heldout_bpb(model, tokenizer, heldout))
         return model, first_new, f"continued pretraining of {base_model}"
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     cfg = llama_config(s.depth, len(tokenizer), s.seq_len, tie_embeddings=s.tie_embeddings,
@@ -218,9 +288,10 @@ def _resolve(ws: Workspace, acc, *, corpus_dir, tokenizer_dir, output_dir, base_
     out = cfg.resolve(output_dir) if output_dir is not None else ws.stage_dir("train")
     base_model = base_model or s.base_model
     if base_model:
-        base_model = str(cfg.resolve(base_model))
-        if not Path(base_model, "config.json").exists():
-            raise FileNotFoundError(f"base model {base_model}: not a Hugging Face checkpoint (no config.json)")
+        from soberan import basemodel
+
+        with acc.main_process_first():
+            base_model = str(basemodel.resolve(ws, base_model, s.base_model_license))
     corpus, corpus_rec = upstream(ws, corpus_dir, "curate", "corpus", "curated corpus")
     if tokenizer_dir is not None:
         with acc.main_process_first():
@@ -233,9 +304,10 @@ def _resolve(ws: Workspace, acc, *, corpus_dir, tokenizer_dir, output_dir, base_
 def prepare_data(ws: Workspace, acc, inp: Inputs, tokenizer, say, progress):
     """Pack the corpus (and replay data) into `out/data`, hold out text per language, record
     both in the ledger; returns (pack summary, packed data, data key)."""
-    from soberan.train.data import CorpusInput, choose_heldout, load_packed, pack, units
+    from soberan.train.data import CorpusInput, load_packed, pack, plan_heldout, units
 
     cfg, s, out, main = ws.config, ws.config.train, inp.out, acc.is_main_process
+    h = cfg.heldout
     inputs = [CorpusInput(inp.corpus)]
     if s.replay_path:
         inputs.append(CorpusInput(cfg.resolve(s.replay_path), replay=True, source="replay",
@@ -245,23 +317,23 @@ def prepare_data(ws: Workspace, acc, inp: Inputs, tokenizer, say, progress):
         say("[yellow]warning:[/yellow] no English/code replay configured (\\[train] replay_source or "
             "replay_path): the model may forget what it knew; nothing is invented in its place")
     # A second model (a baseline on another corpus) must not train on the main model's held-out
-    # documents, whichever is trained first: hold out the main rule's choice over the curated
-    # corpus, and whatever an earlier main run held out.
+    # text, whichever is trained first: every document with held-out units in the curated
+    # corpus's split, or in an earlier main run's held-out folder, is held out whole.
     always: set[str] = set()
     curated = ws.ledger.latest_artifact("curate", "corpus")
     if curated and (ws.root / curated["path"]).resolve() != inp.corpus.resolve() and (ws.root / curated["path"]).exists():
-        always |= set(choose_heldout(units([CorpusInput(ws.root / curated["path"])]), s.heldout_fraction,
-                                     s.heldout_min_docs, s.heldout_max_docs))
+        always |= plan_heldout(units([CorpusInput(ws.root / curated["path"])]), h).touches()
     prior = ws.ledger.latest_artifact("train", "heldout")
     if prior and (ws.root / prior["path"]).resolve() != (out / "heldout").resolve():
         import pyarrow.parquet as pq
 
         for p in sorted((ws.root / prior["path"]).glob("*.parquet")):
-            always |= set(pq.read_table(p, columns=["id"]).column("id").to_pylist())
+            t = pq.read_table(p)
+            always |= set(t.column("doc_id" if "doc_id" in t.column_names else "id").to_pylist())
     key = {"corpus": content_hash(inp.corpus, inp.corpus_rec), "tokenizer": content_hash(inp.tok_dir, inp.tok_rec),
            "replay": tree_sha256(inputs[1].path) if len(inputs) > 1 else None,
            "replay_decl": [s.replay_license, s.replay_jurisdiction, s.replay_lang] if len(inputs) > 1 else None,
-           "heldout": [s.heldout_fraction, s.heldout_min_docs, s.heldout_max_docs],
+           "heldout": h.model_dump(),
            "always": hashlib.sha256("\n".join(sorted(always)).encode()).hexdigest()}
 
     def on_unit(unit, table):
@@ -269,12 +341,11 @@ def prepare_data(ws: Workspace, acc, inp: Inputs, tokenizer, say, progress):
 
     with acc.main_process_first():
         summary = pack(inputs, tokenizer, out, key=key,
-                       heldout=lambda us: choose_heldout(us, s.heldout_fraction, s.heldout_min_docs,
-                                                         s.heldout_max_docs, always),
+                       heldout=lambda us: plan_heldout(us, h, always),
                        on_unit=on_unit if main else None, check=_policy_check(ws),
                        progress=progress if main else None)
     say(("reusing" if summary.reused else "packed") + f" {summary.n_tokens:,} tokens of {summary.n_docs:,} "
-        f"documents in {ws.ledger.rel(summary.data_dir)}; held out per language: {summary.heldout_docs or 'none'}")
+        f"documents in {ws.ledger.rel(summary.data_dir)}; held-out units per language: {summary.heldout_docs or 'none'}")
     if main:
         if inp.role == "main" and (out / "heldout").exists():
             _record_once(ws, "heldout", out / "heldout", [inp.corpus_rec["hash"]] if inp.corpus_rec else [],
@@ -326,9 +397,19 @@ def pretrain(ws: Workspace, *, corpus_dir=None, tokenizer_dir=None, output_dir=N
         shutil.rmtree(out / "checkpoints", ignore_errors=True)
     acc.wait_for_everyone()
     state = load_state(ckpt) if ckpt else None
-    model, first_new, how = make_model(s, tokenizer, inp.tok_dir, inp.base_model, ckpt, say)
+    step0: dict = {}
+    model, first_new, how = make_model(s, tokenizer, inp.tok_dir, inp.base_model, ckpt, say,
+                                       heldout=heldout if main else None, step0=step0)
     n_params = sum(p.numel() for p in model.parameters())
     say(f"model: {how}; {n_params / 1e6:.1f}M parameters; {world} process(es) on {acc.device}")
+    if step0:
+        planned_tokens = (max_steps or s.max_steps) * s.micro_batch * s.grad_accum * world * s.seq_len
+        advice = step0_advice(step0, tokenizer, first_new, heldout, planned_tokens)
+        say("step 0, held-out bits per byte: " + ", ".join(
+            f"{k} base {step0['base'][k]:.4f}, initialized {v:.4f} ({v / step0['base'][k] - 1:+.1%})"
+            for k, v in step0["initialized"].items() if k in step0["base"]))
+        if advice:
+            say(f"[yellow]warning:[/yellow] {advice}")
     if ckpt:
         say(f"resuming from {ws.ledger.rel(ckpt)} (step {state['step']})")
     run_key = {"data": key, "base_model": inp.base_model, "depth": None if inp.base_model else s.depth,
@@ -370,7 +451,7 @@ def pretrain(ws: Workspace, *, corpus_dir=None, tokenizer_dir=None, output_dir=N
                 "base_model": inp.base_model, "tokenizer": ws.ledger.rel(inp.tok_dir),
                 "corpus": ws.ledger.rel(inp.corpus), "replay": s.replay_source or s.replay_path,
                 "stopped": res.stopped, "world_size": world, "distributed": acc.distributed_type.value,
-                "compile": spec.compile or "off",
+                "compile": spec.compile or "off", "step0": step0 or None,
                 "last": res.last}
         ws.ledger.record_event("train_tokens", output=ws.ledger.rel(out), step=res.steps, role=inp.role,
                                final=True, token_shares=shares)
