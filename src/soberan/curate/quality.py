@@ -16,6 +16,7 @@ Segmentation is the expensive part, so every filter takes an optional precompute
 
 from __future__ import annotations
 
+import bisect
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -40,9 +41,24 @@ def _t(pack: LangPack, key: str):
     return pack.thresholds.get(key)
 
 
+# `[^\W_]` is exactly the characters str.isalnum() accepts (Python's \w is those and "_");
+# one regex search per word is several times faster than a generator over its characters.
+_ALNUM = re.compile(r"[^\W_]")
+
+
+# Letters, and the few non-decimal numerics (², ½) that \w also holds: a search finds a candidate,
+# and only a word whose first candidate is not a letter is checked character by character.
+_LETTERISH = re.compile(r"[^\W\d_]")
+
+
+def _has_letter(w: str) -> bool:
+    m = _LETTERISH.search(w)
+    return m is not None and (m.group().isalpha() or any(c.isalpha() for c in w))
+
+
 def _is_symbol(w: str) -> bool:
     """A token made of punctuation and symbols only (no letter or digit)."""
-    return not any(c.isalnum() for c in w)
+    return _ALNUM.search(w) is None
 
 
 # Bullet marks at the start of a line (Gopher: "lines starting with a bullet point").
@@ -61,7 +77,7 @@ def gopher_quality_signals(text: str, pack: LangPack, words: Sequence[str]) -> d
     if pack.stop_words:
         # distinct stop words ("at least two of the following words", Gopher A.1.1); compared
         # case-folded, so a sentence-initial "The" counts
-        for w in words:
+        for w in set(words):
             if w in pack.stop_words or (w := w.casefold()) in pack.stop_words:
                 found.add(w)
     return {
@@ -73,7 +89,7 @@ def gopher_quality_signals(text: str, pack: LangPack, words: Sequence[str]) -> d
         if lines else None,
         "end_ellipsis_lines_ratio": sum(ln.rstrip().endswith(("...", "…")) for ln in lines) / len(lines)
         if lines else None,
-        "alpha_words_ratio": sum(any(c.isalpha() for c in w) for w in words) / n if n else None,
+        "alpha_words_ratio": sum(map(_has_letter, words)) / n if n else None,
         "stop_words": len(found),
     }
 
@@ -156,22 +172,42 @@ def _top_ngram_chars(words: Sequence[str], hashes: np.ndarray, n: int) -> int:
     return (sum(len(w) for w in words[i:i + n]) + n - 1) * top
 
 
-def _dup_ngram_chars(words: Sequence[str], hashes: np.ndarray, n: int) -> int:
+def _dup_ngram_chars(words: Sequence[str], hashes: np.ndarray, n: int, ends: list[int] | None = None) -> int:
     """Characters in n-grams that repeat an earlier one, counting each word at most once
-    (after a repeat the scan jumps past it, as datatrove's `find_all_duplicate` does)."""
-    h = combine(hashes, n, short_as_one=False).tolist()
-    if not h:
+    (after a repeat the scan jumps past it, as datatrove's `find_all_duplicate` does).
+
+    The scan visits only the positions whose n-gram occurred before (numpy finds them): every
+    other visited position just marks its n-gram seen, so a repeat at `c` is one when its first
+    occurrence was visited (not jumped over), or an earlier occurrence was visited as a non-repeat."""
+    h = combine(hashes, n, short_as_one=False)
+    m = len(h)
+    if m == 0:
         return 0
-    ends = np.cumsum([0] + [len(w) for w in words]).tolist()  # gram i has ends[i+n] - ends[i] chars
-    seen: set[int] = set()
-    chars, i, end = 0, 0, len(h)
-    while i < end:
-        if h[i] in seen:
-            chars += ends[i + n] - ends[i]
-            i += n
+    _, first, inv = np.unique(h, return_index=True, return_inverse=True)
+    cand = np.flatnonzero(first[inv] < np.arange(m)).tolist()
+    if not cand:
+        return 0
+    if ends is None:  # gram i has ends[i+n] - ends[i] characters
+        ends = np.cumsum([0] + [len(w) for w in words]).tolist()
+    first_of, inv_l = first.tolist(), inv.tolist()
+    jumped: list[tuple[int, int]] = []  # [start, end) ranges the scan jumped over, in order
+    starts: list[int] = []
+    seen_late: set[int] = set()  # values first seen at a later, visited occurrence
+    chars, nxt = 0, 0
+    for c in cand:
+        if c < nxt:
+            continue
+        v = inv_l[c]
+        f = first_of[v]
+        k = bisect.bisect_right(starts, f) - 1
+        if not (k >= 0 and f < jumped[k][1]) or v in seen_late:
+            chars += ends[c + n] - ends[c]
+            jumped.append((c + 1, c + n))
+            starts.append(c + 1)
+            nxt = c + n
         else:
-            seen.add(h[i])
-            i += 1
+            seen_late.add(v)
+            nxt = c + 1
     return chars
 
 
@@ -210,7 +246,8 @@ def gopher_repetition_signals(text: str, pack: LangPack, words: Sequence[str]) -
     if _all_distinct(hashes, dup_n[0]):  # no n-gram repeats, so no longer one does either: cheap
         out["dup_n_grams"] = dict.fromkeys(dup_n, 0.0)
     else:
-        out["dup_n_grams"] = {n: _dup_ngram_chars(words, hashes, n) / size for n in dup_n}
+        ends = np.cumsum([0] + [len(w) for w in words]).tolist()
+        out["dup_n_grams"] = {n: _dup_ngram_chars(words, hashes, n, ends) / size for n in dup_n}
     return out
 
 
