@@ -59,15 +59,9 @@ def sh(*args: str, cwd: Path | None = None) -> str:
 
 def set_keys(text: str, section: str, keys: dict[str, str]) -> str:
     """`key = value` lines under `[section]` of a generated config (replaced or added)."""
-    head = f"[{section}]\n"
-    start = text.index(head) + len(head)
-    nxt = re.search(r"^\[", text[start:], re.M)
-    end = start + nxt.start() if nxt else len(text)
-    body = text[start:end]
-    for k, v in keys.items():
-        line = re.compile(rf"^{re.escape(k)}\s*=.*$", re.M)
-        body = line.sub(f"{k} = {v}", body) if line.search(body) else f"{k} = {v}\n" + body
-    return text[:start] + body + text[end:]
+    from soberan.workspace import set_keys as set_config_keys
+
+    return set_config_keys(text, section, keys)
 
 
 def workspace(root: Path, args) -> Path:

@@ -13,8 +13,13 @@ processes.
 
 Where the difference comes from: Kiwi segmentation is nearly all the work on both sides. Each
 datatrove filter and its MinHash signature step segment a document again; soberan segments a
-document once per run and shares the morphemes between filters and shingles, and segments it not
-at all when a character-level rule (duplicated lines, line punctuation) drops it first.
+document once and measures every statistic of every filter and its MinHash signature from those
+morphemes, and stores them (soberan.curate.signals).
+
+The rerun: one threshold changes (Korean `min_words` 50 → 30) and each side runs again. datatrove
+runs its whole pipeline again; soberan decides again from the stored signals, without segmenting.
+The last line reads `curate_speedup_vs_datatrove: X rerun_speedup_vs_datatrove: Y` (X: the cold
+runs at the same rules, goal >= 2.0; Y: the reruns, goal >= 20).
 
 Corpus (from /work/shared/data when present): Korean statutes (korean_laws), NSMC movie reviews
 (noisy, short), Wisesight Thai social messages (other language), plus planted near-duplicates
@@ -147,16 +152,22 @@ rows = 8"""
 
 # --- the two sides (each in its own subprocess) -------------------------------------------------
 
-def run_soberan(root: Path, workers: int) -> dict:
+RERUN_MIN_WORDS = 30  # the changed threshold of the rerun (the Korean pack's is 50)
+
+
+def run_soberan(root: Path, workers: int, rerun: bool = False) -> dict:
     import duckdb
 
     from soberan.curate import run
     from soberan.documents import read_corpus
     from soberan.workspace import Workspace
 
+    if rerun:  # the config changes; the signals of the cold run stay
+        cfg = root / "ws" / "soberan.toml"
+        cfg.write_text(cfg.read_text() + f"\n[curate.quality.thresholds.ko]\nmin_words = {RERUN_MIN_WORDS}\n")
     ws = Workspace.open(root / "ws")
     t = time.perf_counter()
-    run(ws, workers=workers, force=True)
+    run(ws, workers=workers, force=not rerun)  # force: a cold run measures every signal again
     seconds = time.perf_counter() - t
     kept = read_corpus(ws.root / "curated", columns=["id"]).column("id").to_pylist()
     dedup = [r[0] for r in duckdb.sql(f"SELECT doc_id FROM read_parquet('{ws.ledger.decisions_glob()}') "
@@ -199,7 +210,7 @@ if _LanguageFilter is not None:
             self.model._model = NumpyLid()
 
 
-def run_datatrove(root: Path, workers: int, filters: list[str]) -> dict:
+def run_datatrove(root: Path, workers: int, filters: list[str], rerun: bool = False) -> dict:
     from datatrove.executor import LocalPipelineExecutor
     from datatrove.pipeline.dedup import (MinhashDedupBuckets, MinhashDedupCluster, MinhashDedupFilter,
                                           MinhashDedupSignature)
@@ -214,7 +225,7 @@ def run_datatrove(root: Path, workers: int, filters: list[str]) -> dict:
 
     kiwi = KiwiTokenizer(model_type="cong")  # datatrove's default "sbg" is gone from kiwipiepy >= 0.22
     pack = get_pack("ko")
-    th = pack.thresholds
+    th = {**pack.thresholds, **({"min_words": RERUN_MIN_WORDS} if rerun else {})}
     dt = root / "datatrove"
     shutil.rmtree(dt, ignore_errors=True)
     cfg = MinhashConfig(n_grams=5, num_buckets=14, hashes_per_bucket=8)
@@ -294,7 +305,9 @@ def side_main(side: str, root: Path, workers: int, filters: list[str]) -> None:
     stop, peak = threading.Event(), [0.0]
     sampler = threading.Thread(target=_tree_memory_sampler, args=(stop, peak), daemon=True)
     sampler.start()
-    res = run_soberan(root, workers) if side == "soberan" else run_datatrove(root, workers, filters)
+    rerun = side.endswith("-rerun")
+    res = run_soberan(root, workers, rerun) if side.startswith("soberan") else \
+        run_datatrove(root, workers, filters, rerun)
     stop.set()
     sampler.join()
     res["peak_pss_mb"] = peak[0]
@@ -335,7 +348,7 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=2, help="runs per side, alternating; the fastest counts")
     ap.add_argument("--filters", default="gopher_repetition,gopher_quality,fineweb_quality",
                     help="quality filters, in order (soberan's names); the default is soberan's default set")
-    ap.add_argument("--side", choices=["soberan", "datatrove"])
+    ap.add_argument("--side", choices=["soberan", "datatrove", "soberan-rerun", "datatrove-rerun"])
     ap.add_argument("--root", type=Path)
     args = ap.parse_args()
     filters = [f for f in args.filters.split(",") if f]
@@ -354,22 +367,28 @@ def main() -> None:
               f"{DATA if DATA.exists() else 'a synthetic generator'}; filters: {', '.join(filters)}")
         results: dict[str, dict] = {}
         times: dict[str, list[float]] = {"datatrove": [], "soberan": []}
+
+        def side_run(side: str) -> dict:
+            # `-c`, not this file: a forkserver's children import the parent's __main__ file,
+            # and this one imports datatrove, which soberan's workers should not pay for
+            boot = (f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); "
+                    "import curate_vs_datatrove as b; b.main()")
+            p = subprocess.run([sys.executable, "-c", boot, "--side", side, "--root", str(root),
+                                "--workers", str(args.workers), "--filters", args.filters],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            if p.returncode:
+                sys.exit(f"the {side} side failed:\n{p.stderr[-3000:]}")
+            return json.loads((root / f"{side}.json").read_text())
+
         for _ in range(args.repeat):  # alternate the sides; keep each side's fastest run
             for side in ("datatrove", "soberan"):
                 shutil.rmtree(root / "ws" / "curated", ignore_errors=True)
-                # `-c`, not this file: a forkserver's children import the parent's __main__ file,
-                # and this one imports datatrove, which soberan's workers should not pay for
-                boot = (f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); "
-                        "import curate_vs_datatrove as b; b.main()")
-                p = subprocess.run([sys.executable, "-c", boot, "--side", side, "--root", str(root),
-                                    "--workers", str(args.workers), "--filters", args.filters],
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-                if p.returncode:
-                    sys.exit(f"the {side} side failed:\n{p.stderr[-3000:]}")
-                r = json.loads((root / f"{side}.json").read_text())
+                r = side_run(side)
                 times[side].append(r["seconds"])
                 if side not in results or r["seconds"] < results[side]["seconds"]:
                     results[side] = r
+        # the rerun after one changed threshold (soberan's signals are those of its last cold run)
+        reruns = {side: side_run(f"{side}-rerun") for side in ("datatrove", "soberan")}
         print("runs (s): " + "; ".join(f"{k} {', '.join(f'{t:.1f}' for t in v)}" for k, v in times.items()))
         a, b = set(results["soberan"]["kept"]), set(results["datatrove"]["kept"])
         print("\n| pipeline | docs/s | seconds | peak memory, all processes (PSS, MB) | kept | dedup precision | dedup recall "
@@ -383,8 +402,12 @@ def main() -> None:
         jac = len(a & b) / len(a | b) if a | b else 1.0
         print(f"\nkept-set agreement: {len(a & b)} in both, {len(a - b)} only soberan, "
               f"{len(b - a)} only datatrove (Jaccard {jac:.3f})")
+        print(f"rerun with min_words {RERUN_MIN_WORDS} (s): datatrove {reruns['datatrove']['seconds']:.1f}, "
+              f"soberan {reruns['soberan']['seconds']:.1f}; kept datatrove {len(reruns['datatrove']['kept'])}, "
+              f"soberan {len(reruns['soberan']['kept'])}")
         ratio = results["datatrove"]["seconds"] / results["soberan"]["seconds"]
-        print(f"curate_speedup_vs_datatrove: {ratio:.2f}")
+        rerun_ratio = reruns["datatrove"]["seconds"] / reruns["soberan"]["seconds"]
+        print(f"curate_speedup_vs_datatrove: {ratio:.2f} rerun_speedup_vs_datatrove: {rerun_ratio:.2f}")
     finally:
         shutil.rmtree(root, ignore_errors=True)
 

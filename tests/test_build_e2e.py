@@ -23,6 +23,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+from soberan.workspace import set_keys
+
 pytestmark = pytest.mark.slow
 
 GUARD = r'''
@@ -118,20 +120,6 @@ TINY = {
               "eval_every": "2", "log_every": "1", "checkpoint_every": "2", "tensorboard": "false"},
     "evaluate": {"sets": "[]", "bpb_max_units": "4", "prompts": "false"},
 }
-
-
-def set_keys(text: str, section: str, keys: dict[str, str]) -> str:
-    """Set `key = value` lines in a `[section]` of the generated config: replace the line when the
-    template wrote one, add it under the header otherwise."""
-    head = f"[{section}]\n"
-    start = text.index(head) + len(head)
-    nxt = re.search(r"^\[", text[start:], re.M)
-    end = start + nxt.start() if nxt else len(text)
-    body = text[start:end]
-    for k, v in keys.items():
-        line = re.compile(rf"^{re.escape(k)}\s*=.*$", re.M)
-        body = line.sub(f"{k} = {v}", body) if line.search(body) else f"{k} = {v}\n" + body
-    return text[:start] + body + text[end:]
 
 
 @pytest.fixture(scope="module")

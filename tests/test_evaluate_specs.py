@@ -223,3 +223,36 @@ def test_paired_bootstrap():
     bits_a, bits_b, w = np.array([1.0, 2.0]), np.array([1.0, 1.0]), np.array([1.0, 3.0])
     wd = paired_bootstrap(bits_a, bits_b, n=200, seed=0, weights=w)
     assert wd.value == pytest.approx((1 * 1 + 1 * 3) / 4 - (1 * 1 + 2 * 3) / 4)
+
+
+def test_a_spec_path_may_be_a_glob(workspace):
+    """A split in shards: `path = "bench/part-*.jsonl"` reads every match, in name order; a glob
+    matching nothing is an error naming it."""
+    from soberan.evaluate.specs import load_items, load_spec
+
+    bench = workspace.root / "bench"
+    bench.mkdir()
+    for k in (0, 1):
+        (bench / f"part-{k}.jsonl").write_text("\n".join(json.dumps(r, ensure_ascii=False)
+                                                         for r in QUIZ[3 * k:3 * k + 3]) + "\n")
+    spec_toml = """
+[[evaluate.benchmarks]]
+name = "sharded"
+path = "bench/{pattern}"
+id = "meta.uid"
+question = "body.stem"
+choices = "options"
+choice_key = "t"
+answer = "key"
+answer_format = "letter"
+template = "{{question}}\\n{{choices}}\\n답:"
+language = "ko"
+license = "CC0-1.0"
+"""
+    write_config(workspace.root, spec_toml.format(pattern="part-*.jsonl"))
+    ws = Workspace.open(workspace.root)
+    assert [it.id for it in load_items(load_spec(ws.config, "sharded"))] == [f"q{i}" for i in range(6)]
+    cfg = ws.root / "soberan.toml"
+    cfg.write_text(cfg.read_text().replace("bench/part-*.jsonl", "bench/nothing-*.jsonl"))
+    with pytest.raises(FileNotFoundError, match="nothing-"):
+        load_spec(Workspace.open(workspace.root).config, "sharded")

@@ -112,6 +112,7 @@ def _register() -> None:
     for module, attr, name in [
         ("soberan.collect.cli", "collect", "collect"),
         ("soberan.curate.cli", "curate", "curate"),
+        ("soberan.curate.cli", "calibrate", "calibrate"),
         ("soberan.tokenizer.cli", "app", "tokenizer"),
         ("soberan.train.cli", "train", "train"),
         ("soberan.evaluate.cli", "evaluate", "evaluate"),

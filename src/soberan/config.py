@@ -138,6 +138,11 @@ class Source(Strict):
     fields: FieldMap = FieldMap()
     encoding: str | None = None  # force a legacy encoding instead of detecting it
     delimiter: str | None = None  # csv: the column separator (default "," or tab for .tsv/.tab)
+    header: bool = True  # csv: the first row names the columns; false: every row is data
+    columns: list[str] = []  # csv without a header: the column names in order (default f0, f1, ...)
+    # files: one document per file ("file"), or per non-blank line of a text file ("line"), for
+    # a corpus published one message or sentence a line (Wisesight, NTREX)
+    split: Literal["file", "line"] = "file"
     # HTML (files, warc, crawl): trafilatura's main-text extraction
     html_format: Literal["txt", "markdown"] = "txt"
     favor: Literal["balanced", "precision", "recall"] = "balanced"
@@ -155,6 +160,14 @@ class Source(Strict):
             raise ValueError(f"source {self.name!r}: a crawl source needs `urls` (seed URLs)")
         if self.kind != "crawl" and not self.path:
             raise ValueError(f"source {self.name!r}: a {self.kind} source needs `path`")
+        if self.split != "file" and self.kind != "files":
+            raise ValueError(f"source {self.name!r}: split = {self.split!r} is for files sources; "
+                             f"a {self.kind} source has one document per record already")
+        if (not self.header or self.columns) and self.kind != "csv":
+            raise ValueError(f"source {self.name!r}: header/columns are for csv sources")
+        if self.columns and self.header:
+            raise ValueError(f"source {self.name!r}: columns names the columns of a file without a "
+                             "header row; set header = false too")
         return self
 
 

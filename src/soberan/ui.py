@@ -20,6 +20,14 @@ def progress(transient: bool = False) -> Progress:
                     console=console, transient=transient, disable=not console.is_terminal)
 
 
+def print_error(message: object) -> None:
+    """An error as plain text: a message quotes lists, paths and config keys with square
+    brackets (`policy.licenses ['CC0-1.0']`, `[curate]`), which rich would take as markup and drop."""
+    from rich.markup import escape
+
+    console.print(f"[red]error:[/red] {escape(str(message))}", soft_wrap=True)
+
+
 @contextmanager
 def fail() -> Iterator[None]:
     """Turn expected errors (bad config, policy violations, missing or damaged inputs) into a clear message
@@ -31,5 +39,5 @@ def fail() -> Iterator[None]:
     try:
         yield
     except (ConfigError, PolicyError, CorpusError, FileNotFoundError) as e:
-        console.print(f"[red]error:[/red] {e}", soft_wrap=True)
+        print_error(e)
         raise typer.Exit(2) from None

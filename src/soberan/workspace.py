@@ -74,11 +74,14 @@ def package_file(*parts: str) -> Path:
     return Path(__file__).parent.joinpath(*parts)
 
 
-def default_licenses() -> list[str]:
+def default_licenses(jurisdiction: str = "KR") -> list[str]:
     # Licenses that allow training and redistribution of a derived model; a lab narrows or widens
-    # this list for its own law. LicenseRef-*-PD covers state works that copyright law excludes.
+    # this list for its own law. LicenseRef-<country>-Public-Domain covers the state works that
+    # the country's copyright law excludes (statutes, court decisions), named per jurisdiction
+    # so a Thai workspace does not start with a Korean license. No NC (non-commercial) license is
+    # in by default: a lab that may use one (research) adds it knowingly.
     return ["CC0-1.0", "CC-BY-4.0", "CC-BY-SA-4.0", "CC-BY-SA-3.0", "Apache-2.0", "MIT",
-            "LicenseRef-Public-Domain", "LicenseRef-KR-Public-Domain"]
+            "LicenseRef-Public-Domain", f"LicenseRef-{jurisdiction}-Public-Domain"]
 
 
 def konlpy_corpus_dir() -> Path:
@@ -90,6 +93,33 @@ def konlpy_corpus_dir() -> Path:
     if spec is None or not spec.origin:
         raise ConfigError("the konlpy package is not installed; it ships the demo's Korean corpus")
     return Path(spec.origin).parent / "data" / "corpus"
+
+
+def set_keys(text: str, section: str, keys: dict[str, str]) -> str:
+    """Set `key = value` lines (values as TOML) in a `[section]` of a generated config: replace the
+    line when the template wrote one, add it under the header otherwise. For scripts and tests
+    that adjust what `soberan init` wrote, keeping its comments."""
+    import re
+
+    head = f"[{section}]\n"
+    start = text.index(head) + len(head)
+    nxt = re.search(r"^\[", text[start:], re.M)
+    end = start + nxt.start() if nxt else len(text)
+    body = text[start:end]
+    for k, v in keys.items():
+        line = re.compile(rf"^{re.escape(k)}\s*=.*$", re.M)
+        body = line.sub(lambda _m: f"{k} = {v}", body) if line.search(body) else f"{k} = {v}\n" + body
+    return text[:start] + body + text[end:]
+
+
+def _answer_cue(lang: str) -> str:
+    """The word before a benchmark's answer in the language (the example prompt template)."""
+    from soberan.lang import get_pack
+
+    try:
+        return get_pack(lang).answer_cue
+    except KeyError:
+        return "Answer:"
 
 
 def write_english_replay(path: Path) -> Path:
@@ -139,11 +169,12 @@ def render_config(name: str, lang: str, jurisdiction: str, demo: bool = False) -
     followed by one section per stage, each stage keeping its own commented template."""
     lang = check_language(lang)
     jurisdiction = check_country(jurisdiction)
-    licenses = default_licenses() + (["PSF-2.0"] if demo else [])
+    licenses = default_licenses(jurisdiction) + (["PSF-2.0"] if demo else [])
     values = {
         "name": name, "lang": lang, "jurisdiction": jurisdiction,
         "jurisdictions": ", ".join(f'"{x}"' for x in dict.fromkeys([jurisdiction] + (["US"] if demo else []))),
         "licenses": ", ".join(f'"{x}"' for x in licenses),
+        "answer_cue": _answer_cue(lang),
         "konlpy": konlpy_corpus_dir().as_posix() if demo else "",
         **(DEMO_VALUES if demo else DEFAULT_VALUES),
     }

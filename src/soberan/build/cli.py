@@ -41,7 +41,7 @@ def build(workspace: Path = typer.Option(Path("."), "--workspace", "-w",
 
     from soberan.build import BuildError, StageResult
     from soberan.build import run as run_build
-    from soberan.ui import console, fail
+    from soberan.ui import console, fail, print_error
     from soberan.workspace import Workspace
 
     def show(r: StageResult) -> None:
@@ -60,7 +60,7 @@ def build(workspace: Path = typer.Option(Path("."), "--workspace", "-w",
             summary = run_build(ws, from_stage=from_, only=only, fresh=fresh, dry_run=dry_run,
                                 on_stage=show, on_start=start)
         except BuildError as e:
-            console.print(f"[red]error:[/red] {e}", soft_wrap=True)
+            print_error(e)
             raise typer.Exit(2) from None
         except KeyboardInterrupt:
             console.print("[yellow]interrupted[/yellow]: run `soberan build` again to resume")

@@ -13,5 +13,8 @@ class CollectSettings(BaseModel):
     # A single input record (a file, a JSONL line, an HTTP body, a WARC record) above this size is
     # rejected without being read into memory: a 100 MB one-line file must not stall the run.
     max_record_bytes: int = Field(64_000_000, ge=1)
+    # A member of a `.zip` input is read into memory; a larger one (as declared, and as it
+    # inflates) is rejected as too large, never extracted to disk (soberan.collect.archive).
+    max_archive_member_bytes: int = Field(256 << 20, ge=1)
     workers: int = Field(0, ge=0)  # processes for HTML extraction and decoding; 0 = one per core
     checkpoint_s: float = Field(60.0, gt=0)  # commit a (smaller) shard at least this often

@@ -11,13 +11,16 @@ def convert(item: Item, opts: ConvertOptions) -> Item:
     rejection, never the end of a national run."""
     if not isinstance(item, Todo):
         return item
-    from soberan.collect.files import read_file
+    from soberan.collect.files import bytes_to_doc, read_file
     from soberan.collect.html import body_to_doc
 
     locator = item.args[1]
     try:
         if item.fn == "file":
             return read_file(*item.args, opts)
+        if item.fn == "bytes":  # an archive member: (data, locator, member name)
+            data, loc, name = item.args
+            return bytes_to_doc(data, name, loc, opts)
         body, rid, uri, html, charset, date = item.args
         return body_to_doc(body, locator=rid, url=uri, html=html, charset=charset, date=date, opts=opts)
     except Exception as e:  # noqa: BLE001 - recorded with its type and message

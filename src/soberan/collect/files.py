@@ -1,7 +1,8 @@
 """Which files a source names, and a folder of text files as documents (one file, one document).
 
 `.txt`/`.md` and unknown extensions are decoded as text; `.html`/`.htm`/`.xhtml` (or content
-that starts like HTML) go through trafilatura. A `.gz` suffix is decompressed transparently.
+that starts like HTML) go through trafilatura. A `.gz` suffix is decompressed transparently; a
+`.zip` is read member by member (soberan.collect.archive).
 """
 
 from __future__ import annotations
@@ -26,11 +27,16 @@ if TYPE_CHECKING:
 # What a folder source picks up when `include` is left at its default, per kind.
 DEFAULT_INCLUDE = {
     "files": ["**/*"],
-    "jsonl": ["**/*.jsonl", "**/*.jsonl.gz", "**/*.ndjson", "**/*.ndjson.gz"],
+    "jsonl": ["**/*.jsonl", "**/*.jsonl.gz", "**/*.ndjson", "**/*.ndjson.gz", "**/*.json",
+              "**/*.json.gz"],
     "parquet": ["**/*.parquet"],
     "csv": ["**/*.csv", "**/*.tsv", "**/*.csv.gz", "**/*.tsv.gz"],
     "warc": ["**/*.warc", "**/*.warc.gz"],
 }
+# Archives are read member by member (soberan.collect.archive); a folder source picks them up
+# too, and inside one takes the members its kind's patterns above name.
+for _kind in ("jsonl", "parquet", "csv"):
+    DEFAULT_INCLUDE[_kind].append("**/*.zip")
 HTML_SUFFIXES = {".html", ".htm", ".xhtml", ".shtml"}
 TEXT_SUFFIXES = {".txt", ".md", ".markdown", ".text", ".rst"}
 
@@ -167,7 +173,46 @@ def read_file(path: str, rel: str, opts: ConvertOptions) -> Doc | Reject:
         return Reject("truncated", f"corrupt or truncated gzip: {e}", rel)
     except OSError as e:
         return Reject("unreadable", f"{type(e).__name__}: {e}", rel)
-    name = p.name[:-3] if p.suffix == ".gz" else p.name
+    return bytes_to_doc(data, p.name, rel, opts)
+
+
+def read_lines(path: Path | Member, rel: str, opts: ConvertOptions, skip: int = 0):
+    """Each non-blank line of a text file (or archive member) as one document, located as
+    `file:N`; blank lines are counted, not stored. The file is decoded whole, so one legacy
+    encoding is detected for all its lines."""
+    from soberan.collect.archive import Member
+    from soberan.collect.items import Skip
+
+    reject = None
+    try:
+        data = path.data if isinstance(path, Member) else read_limited(path, opts.max_record_bytes)
+        text, _ = decode(data, forced=opts.encoding, langs=opts.langs)
+    except Undecodable as e:
+        reject = Reject(e.rule, str(e), rel)
+    except ValueError as e:
+        reject = Reject("too_large", f"{e} (collect.max_record_bytes)", rel)
+    except (EOFError, gzip.BadGzipFile, zlib.error) as e:
+        reject = Reject("truncated", f"corrupt or truncated gzip: {e}", rel)
+    except OSError as e:
+        reject = Reject("unreadable", f"{type(e).__name__}: {e}", rel)
+    if reject is not None:
+        if skip < 1:
+            yield reject
+        return
+    # "\n" only: str.splitlines would also cut at U+2028, U+0085 and form feeds inside a message
+    for n, line in enumerate(text.replace("\r\n", "\n").split("\n"), 1):
+        if n <= skip:
+            continue
+        loc = f"{rel}:{n}"
+        yield Doc(text=line, locator=loc, url=loc) if line.strip() else Skip("blank line")
+
+
+def bytes_to_doc(data: bytes, name: str, rel: str, opts: ConvertOptions) -> Doc | Reject:
+    """A file's bytes (a file on disk, or a member of an archive) as one document: HTML by its
+    name or content, text otherwise."""
+    if len(data) > opts.max_record_bytes:
+        return Reject("too_large", f"{len(data)} bytes > collect.max_record_bytes", rel)
+    name = name[:-3] if name.endswith(".gz") else name
     suffix = Path(name).suffix.lower()
     if suffix in HTML_SUFFIXES or (suffix not in TEXT_SUFFIXES and looks_like_html(data)):
         return body_to_doc(data, locator=rel, url=rel, html=True, charset=None, date=None, opts=opts)

@@ -9,12 +9,14 @@ and line; everything around it is still read.
 from __future__ import annotations
 
 import gzip
+import io
 import itertools
 import json
 import zlib
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
+from soberan.collect.archive import Member
 from soberan.collect.encoding import Undecodable, decode
 from soberan.collect.items import ConvertOptions, Doc, Item, Reject, Skip, iso_date
 from soberan.config import FieldMap
@@ -65,11 +67,67 @@ def doc_from_record(rec: Mapping, fields: FieldMap, locator: str, opts: ConvertO
                jurisdiction=_opt(rec, fields.jurisdiction))
 
 
-def _open_binary(path: Path):
+def _open_binary(path: Path | Member):
+    if isinstance(path, Member):  # a zip member, already in memory (soberan.collect.archive)
+        f = io.BytesIO(path.data)
+        return gzip.GzipFile(fileobj=f, mode="rb") if path.suffix == ".gz" else f
     return gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
 
 
-def read_jsonl(path: Path, rel: str, fields: FieldMap, opts: ConvertOptions, skip: int = 0) -> Iterator[Item]:
+def _arrow_input(path: Path | Member):
+    """A pyarrow input stream over a file or a zip member, gzip inflated."""
+    import pyarrow as pa
+
+    if isinstance(path, Member):
+        return pa.input_stream(pa.BufferReader(path.data),
+                               compression="gzip" if path.suffix == ".gz" else None)
+    return pa.input_stream(str(path), compression="detect")
+
+
+def read_json(path: Path | Member, rel: str, fields: FieldMap, opts: ConvertOptions,
+              skip: int = 0) -> Iterator[Item]:
+    """A `.json` file holding one record (an object) or an array of them, as publishers often
+    ship a corpus (SaudiNewsNet: one array of articles a day). The whole file is one input
+    record for `collect.max_record_bytes`; each element is located as `file#k`."""
+    try:
+        with _open_binary(path) as f:
+            data = f.read(opts.max_record_bytes + 1)
+    except (EOFError, gzip.BadGzipFile, zlib.error, OSError) as e:
+        if skip < 1:
+            yield Reject("truncated", f"corrupt or truncated: {type(e).__name__}: {e}", rel)
+        return
+    if len(data) > opts.max_record_bytes:
+        if skip < 1:
+            yield Reject("too_large", f"JSON file of more than {opts.max_record_bytes} bytes "
+                                      "> collect.max_record_bytes; write it as JSON Lines", rel)
+        return
+    try:
+        s, _ = decode(data, forced=opts.encoding, langs=opts.langs)
+        doc = json.loads(s.lstrip("\ufeff"))
+    except Undecodable as e:
+        if skip < 1:
+            yield Reject(e.rule, str(e), rel)
+        return
+    except json.JSONDecodeError as e:
+        if skip < 1:
+            yield Reject("bad_json", f"{e.msg} at line {e.lineno} column {e.colno}", rel)
+        return
+    except RecursionError:
+        if skip < 1:
+            yield Reject("bad_json", "nested too deeply", rel)
+        return
+    recs = doc if isinstance(doc, list) else [doc]
+    for k, rec in enumerate(recs, 1):
+        if k <= skip:
+            continue
+        loc = f"{rel}#{k}"
+        if not isinstance(rec, dict):
+            yield Reject("bad_json", f"element {k} is a JSON {type(rec).__name__}, not an object", loc)
+        else:
+            yield doc_from_record(rec, fields, loc, opts)
+
+
+def read_jsonl(path: Path | Member, rel: str, fields: FieldMap, opts: ConvertOptions, skip: int = 0) -> Iterator[Item]:
     limit = opts.max_record_bytes
     n = 0
     with _open_binary(path) as f:
@@ -131,12 +189,12 @@ def _needed_columns(fields: FieldMap, names: list[str]) -> list[str]:
     return cols
 
 
-def read_parquet(path: Path, rel: str, fields: FieldMap, opts: ConvertOptions, skip: int = 0) -> Iterator[Item]:
+def read_parquet(path: Path | Member, rel: str, fields: FieldMap, opts: ConvertOptions, skip: int = 0) -> Iterator[Item]:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     try:
-        pf = pq.ParquetFile(path)
+        pf = pq.ParquetFile(pa.BufferReader(path.data) if isinstance(path, Member) else path)
     except (pa.ArrowException, OSError) as e:
         if skip < 1:
             yield Reject("corrupt", f"not a readable Parquet file: {e}", rel)
@@ -163,10 +221,11 @@ def read_parquet(path: Path, rel: str, fields: FieldMap, opts: ConvertOptions, s
             yield Reject("corrupt", f"unreadable after row {n - 1}: {e}", f"{rel}#{n}")
 
 
-def read_csv(path: Path, rel: str, fields: FieldMap, opts: ConvertOptions, delimiter: str | None,
-             skip: int = 0) -> Iterator[Item]:
-    """CSV/TSV with a header row. Mapped columns are read as bytes and decoded per value, so a
-    legacy-encoded export works; a row with the wrong number of columns is rejected alone."""
+def read_csv(path: Path | Member, rel: str, fields: FieldMap, opts: ConvertOptions, delimiter: str | None,
+             skip: int = 0, header: bool = True, column_names: list[str] | None = None) -> Iterator[Item]:
+    """CSV/TSV with a header row, or without one (`header=False`: `column_names` names them, or
+    f0, f1, ...). Mapped columns are read as bytes and decoded per value, so a legacy-encoded
+    export works; a row with the wrong number of columns is rejected alone."""
     import pyarrow as pa
     import pyarrow.csv as pcsv
 
@@ -181,8 +240,10 @@ def read_csv(path: Path, rel: str, fields: FieldMap, opts: ConvertOptions, delim
 
     def open_reader(columns: list[str] | None):
         return pcsv.open_csv(
-            pa.input_stream(str(path), compression="detect"),
-            read_options=pcsv.ReadOptions(use_threads=False, block_size=4 << 20),
+            _arrow_input(path),
+            read_options=pcsv.ReadOptions(use_threads=False, block_size=4 << 20,
+                                          column_names=list(column_names or []) if not header else None,
+                                          autogenerate_column_names=not header and not column_names),
             parse_options=pcsv.ParseOptions(delimiter=delimiter, invalid_row_handler=on_invalid),
             convert_options=pcsv.ConvertOptions(
                 include_columns=columns, column_types={c: pa.binary() for c in columns or []}))

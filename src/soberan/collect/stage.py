@@ -74,6 +74,7 @@ class Plan:
     inputs: list[tuple[Path, str]]  # empty for a crawl
     location: str
     fingerprint: str
+    max_member_bytes: int = 256 << 20
 
 
 def plan_source(cfg: Config, source: Source) -> Plan:
@@ -97,13 +98,15 @@ def plan_source(cfg: Config, source: Source) -> Plan:
     # input files as (path, size, mtime). A change in any starts the source over.
     body = {
         "source": source.model_dump(mode="json", exclude={"rate_limit_s", "timeout_s", "description"}),
-        "limits": cfg.collect.model_dump(include={"max_doc_bytes", "min_doc_chars", "max_record_bytes"}),
+        "limits": cfg.collect.model_dump(include={"max_doc_bytes", "min_doc_chars", "max_record_bytes",
+                                                  "max_archive_member_bytes"}),
         "policy": cfg.policy.model_dump(mode="json"),
         "languages": list(cfg.project.languages),
         "inputs": [(rel, st.st_size, st.st_mtime_ns) for p, rel in inputs for st in [_lstat_if_broken(p)]],
     }
     fp = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
-    return Plan(source, convert_options(cfg, source), inputs, location, fp)
+    return Plan(source, convert_options(cfg, source), inputs, location, fp,
+                cfg.collect.max_archive_member_bytes)
 
 
 def _lstat_if_broken(p: Path):
@@ -123,13 +126,48 @@ END = _End()
 
 
 def _read_input(plan: Plan, path: Path, rel: str, skip: int) -> Iterator[Item]:
+    from soberan.collect.archive import is_archive
+
+    if is_archive(rel) and plan.source.kind != "warc":
+        yield from _read_archive(plan, path, rel, skip)
+    else:
+        yield from _read_one(plan, path, rel, skip)
+
+
+def _read_archive(plan: Plan, path: Path, rel: str, skip: int) -> Iterator[Item]:
+    """Each member of a zip as the file it holds; items are counted over the whole archive,
+    so a resumed run skips exactly what was committed."""
+    from soberan.collect.archive import members
+    from soberan.collect.files import DEFAULT_INCLUDE, glob_match
+
+    kind = plan.source.kind
+    patterns = [p for p in DEFAULT_INCLUDE.get(kind, ["**/*"]) if not p.endswith(".zip")]
+    n = 0
+    for got in members(path, rel, plan.max_member_bytes, lambda name: glob_match(name, patterns)):
+        items = _read_one(plan, got[0], got[1], 0) if isinstance(got, tuple) else [got]
+        for item in items:
+            n += 1
+            if n > skip:
+                yield item
+
+
+def _read_one(plan: Plan, path, rel: str, skip: int) -> Iterator[Item]:
     from soberan.collect import records, warc
+    from soberan.collect.archive import Member
     from soberan.collect.files import special_file
 
     s, o = plan.source, plan.opts
-    if (problem := special_file(path)) is not None:
+    if not isinstance(path, Member) and (problem := special_file(path)) is not None:
         if skip < 1:  # never opened: a FIFO would block, a loop would fail
             yield Reject(problem[0], problem[1], rel)
+    elif s.kind == "files" and s.split == "line":
+        from soberan.collect.files import read_lines
+
+        yield from read_lines(path, rel, o, skip)
+    elif isinstance(path, Member) and s.kind == "files":
+        yield Todo("bytes", (path.data, rel, path.name))
+    elif s.kind == "jsonl" and rel.lower().endswith((".json", ".json.gz")):
+        yield from records.read_json(path, rel, s.fields, o, skip)
     elif s.kind == "files":
         if skip < 1:
             yield Todo("file", (str(path), rel))
@@ -138,7 +176,7 @@ def _read_input(plan: Plan, path: Path, rel: str, skip: int) -> Iterator[Item]:
     elif s.kind == "parquet":
         yield from records.read_parquet(path, rel, s.fields, o, skip)
     elif s.kind == "csv":
-        yield from records.read_csv(path, rel, s.fields, o, s.delimiter, skip)
+        yield from records.read_csv(path, rel, s.fields, o, s.delimiter, skip, s.header, s.columns)
     elif s.kind == "warc":
         yield from warc.read_warc(path, rel, o, skip)
 

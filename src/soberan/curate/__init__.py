@@ -126,9 +126,10 @@ def _up_to_date(ws: Workspace, raw_art: dict, config_hash: str) -> dict | None:
     return art
 
 
-def run(ws: Workspace, *, executor: str = "local", workers: int | None = None,
+def run(ws: Workspace, *, executor: str | None = None, workers: int | None = None,
         ray_address: str | None = None, force: bool = False) -> CurateSummary:
-    """Curate the newest collected corpus of the workspace into `curated/`."""
+    """Curate the newest collected corpus of the workspace into `curated/`. `executor`,
+    `workers` and `ray_address` default to the `[curate]` settings."""
     from soberan.curate.executor import executor as make_executor
     from soberan.curate.shard import ShardTask
     from soberan.curate.stats import build_stats, summary_of
@@ -137,6 +138,8 @@ def run(ws: Workspace, *, executor: str = "local", workers: int | None = None,
 
     t0 = time.monotonic()
     cfg, cur = ws.config, ws.config.curate
+    executor = executor or cur.executor
+    ray_address = ray_address or cur.ray_address
     raw_art = ws.ledger.latest_artifact("collect", "corpus")
     if raw_art is None:
         raise FileNotFoundError(f"{ws.root}: no collected corpus in the ledger; run `soberan collect` first")
@@ -154,6 +157,10 @@ def run(ws: Workspace, *, executor: str = "local", workers: int | None = None,
         return s
 
     work = ws.root / "work" / STAGE
+    if force:  # start over: the stored signals are measured again too
+        from soberan.curate.signals import signals_root
+
+        shutil.rmtree(signals_root(ws.root), ignore_errors=True)
     fp = _fingerprint(ws, raw_art)
     if force or not (work / "RUN").exists() or (work / "RUN").read_text().strip() != fp:
         _reset(ws, work, out, fp)
@@ -188,6 +195,7 @@ def run(ws: Workspace, *, executor: str = "local", workers: int | None = None,
             if p.prepare:
                 reports.update(_resolve(work / f"pass{k}", list(p.prepare), cur, console))
 
+    _drop_stale_signals(ws, len(passes), len(inputs))
     stats = build_stats(work, len(passes), len(inputs), reports, cur.fuzzy_dedup.model_dump())
     if "decontam" in cur.steps:
         stats["decontam_benchmarks"] = _decontam_report(work)
@@ -203,6 +211,19 @@ def run(ws: Workspace, *, executor: str = "local", workers: int | None = None,
         shutil.rmtree(work, ignore_errors=True)
     summary.path, summary.artifact, summary.seconds = out, art, time.monotonic() - t0
     return summary
+
+
+def _drop_stale_signals(ws: Workspace, n_passes: int, n_shards: int) -> None:
+    """Signals of passes or shards this run does not have (an earlier config had more), so that
+    `--what-if` and `calibrate` read only this run's."""
+    import re
+
+    from soberan.curate.signals import signals_root
+
+    for f in signals_root(ws.root).glob("pass*/part-*.parquet"):
+        m = re.fullmatch(r"pass(\d+)", f.parent.name), re.fullmatch(r"part-(\d+)\.parquet", f.name)
+        if not (m[0] and m[1]) or int(m[0][1]) >= n_passes or int(m[1][1]) >= n_shards:
+            f.unlink(missing_ok=True)
 
 
 def _resolve(pass_dir: Path, steps: list[str], cur, console) -> dict:

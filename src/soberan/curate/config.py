@@ -46,6 +46,12 @@ class QualitySettings(_Strict):
     # Gopher and FineWeb rules were fitted to web pages; edited institutional text such as
     # statutes repeats its formulae and numbers its lists by design and would be dropped.
     exempt_sources: list[str] = []
+    # Trusted text (statutes, a news agency) that `soberan calibrate` fits the thresholds to
+    # keep; empty: the corpus is its own reference.
+    reference_sources: list[str] = []
+    # Values laid over every pack's thresholds before the per-language overrides below:
+    # "short_social" for posts, reviews and tweets (soberan.lang.PRESETS, docs/curate.md).
+    preset: Literal["", "short_social"] = ""
     # Threshold overrides per language, laid over the pack's values (FineWeb2's), e.g.
     # [curate.quality.thresholds.ko] min_words = 30. Names as in soberan.lang.BASE_THRESHOLDS;
     # a rule is switched off with 0 (or an empty table for top_n_grams / dup_n_grams).
@@ -113,6 +119,11 @@ class CurateSettings(_Strict):
     steps: list[StepName] = list(DEFAULT_STEPS)
     batch_size: int = Field(1000, ge=1)  # documents per Arrow batch inside a worker
     workers: int = Field(0, ge=0)  # processes for the per-shard steps; 0 = one per CPU core
+    # Where the per-shard steps run: "local" (a process pool) or "ray" (Ray Data; `ray_address`
+    # joins a cluster, unset starts a local Ray). `soberan build` reads these; the CLI flags of
+    # `soberan curate` override them.
+    executor: Literal["local", "ray"] = "local"
+    ray_address: str | None = None
     memory_limit: str = "2GB"  # DuckDB's limit for the corpus-wide steps; beyond it, it spills to disk
     keep_work: bool = False  # keep work/curate/ (hashes, signatures) after a successful run
     normalize: NormalizeSettings = NormalizeSettings()

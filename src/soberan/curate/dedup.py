@@ -18,6 +18,8 @@ needs the corpus, the signatures or the pairs in memory. A document's number is
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import re
 from pathlib import Path
 
@@ -25,7 +27,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from soberan.curate.minhash import MinHashParams, band_keys, ngram_hashes, signatures
+from soberan.curate.minhash import EMPTY, MinHashParams, band_keys, ngram_hashes, signatures
 
 _SPACE = re.compile(r"\s+")
 
@@ -59,15 +61,46 @@ def index_table(table: pa.Table, shard: int, start: int, with_hash: bool) -> pa.
     return pa.table(cols)
 
 
-def signature_table(table: pa.Table, words_of, shard: int, start: int,
-                    params: MinHashParams) -> pa.Table:
-    """(band, doc, key) rows of the batch; documents without words are left out."""
-    shingles = [np.unique(ngram_hashes(words_of(t, lang), params.shingle_size))
-                for t, lang in zip(table.column("text").to_pylist(), table.column("lang").to_pylist())]
+def params_key(params: MinHashParams) -> str:
+    return json.dumps(dataclasses.asdict(params), sort_keys=True)
+
+
+def minhash_of(words_list: list[list[str]], params: MinHashParams) -> list[np.ndarray | None]:
+    """Each text's MinHash signature from its words; None for a text without shingles."""
+    shingles = [np.unique(ngram_hashes(w, params.shingle_size)) for w in words_list]
     sig = signatures(shingles, params)
+    return [row if len(sh) else None for row, sh in zip(sig, shingles)]
+
+
+def signature_table(table: pa.Table, words_of, shard: int, start: int,
+                    params: MinHashParams, store=None) -> pa.Table:
+    """(band, doc, key) rows of the batch; documents without words are left out. With a
+    ShardSignals `store`, a document whose text has a signature stored (by the quality step of
+    this run, or by the last run) takes it instead of being segmented again; every signature is
+    stored."""
+    n = table.num_rows
+    sig = np.full((n, params.permutations), EMPTY, dtype=np.uint32)
+    has = np.zeros(n, dtype=bool)
+    ids = table.column("id").to_pylist()
+    key = params_key(params)
+    todo, words, shas = [], [], {}
+    for i, (t, lang) in enumerate(zip(table.column("text").to_pylist(), table.column("lang").to_pylist())):
+        if store is not None:
+            shas[i], got, found = store.minhash(ids[i], t, key)
+            if found:
+                if got is not None:
+                    sig[i], has[i] = got, True
+                store.put_minhash(ids[i], shas[i], key, got)
+                continue
+        todo.append(i)
+        words.append(words_of(t, lang))
+    for i, row in zip(todo, minhash_of(words, params)):
+        if row is not None:
+            sig[i], has[i] = row, True
+        if store is not None:
+            store.put_minhash(ids[i], shas[i], key, row)
     keys = band_keys(sig, params)
-    docs = doc_numbers(shard, start, table.num_rows)
-    has = np.fromiter((len(s) > 0 for s in shingles), dtype=bool, count=len(shingles))
+    docs = doc_numbers(shard, start, n)
     keys, docs = keys[has], docs[has]
     return pa.table({
         "band": pa.array(np.repeat(np.arange(params.bands, dtype=np.int16)[None, :], len(docs), 0).ravel()),

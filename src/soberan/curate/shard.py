@@ -56,8 +56,11 @@ _CONTEXTS: dict[tuple[str, str], Context] = {}
 
 
 def context(ws_root: str, work: str) -> Context:
-    """One Context per worker process (the lid.176 model, Kiwi, benchmark index load once)."""
-    key = (ws_root, work)
+    """One Context per worker process (the lid.176 model, Kiwi, benchmark index load once), and
+    per run: the run's fingerprint (input and config) is in the key, so a process that curates
+    again after a config change does not decide with the old thresholds."""
+    run = Path(work) / "RUN"
+    key = (ws_root, work, run.read_text() if run.exists() else "")
     if key not in _CONTEXTS:
         _CONTEXTS[key] = Context(Path(ws_root), Path(work))
     return _CONTEXTS[key]
@@ -103,10 +106,13 @@ def run_shard(task: ShardTask) -> dict:
     """Run one shard through one pass; returns the counts (also saved in the done-marker)."""
     from soberan.curate.dedup import index_table, signature_table
     from soberan.curate.minhash import MinHashParams
+    from soberan.curate.signals import ShardSignals, signals_root
 
     t0 = time.perf_counter()
     ctx = context(task.ws_root, task.work)
     cur = ctx.cur
+    ctx.signals = store = ShardSignals(signals_root(Path(task.ws_root)) / f"pass{task.pass_no}"
+                                       / f"{task.name}.parquet")
     tally = Tally()
     decisions: dict[str, list[pa.Table]] = {}
     drops = {s: _prev_resolved(task, f"drops/{s}") for s in task.apply}
@@ -150,7 +156,7 @@ def run_shard(task: ShardTask) -> dict:
                 index_parts.append(index_table(table, task.shard, out_row, "exact_dedup" in task.prepare))
                 if "fuzzy_dedup" in task.prepare:
                     sig_parts.append(signature_table(table, lambda t, l: ctx.pack(l).words(t),
-                                                     task.shard, out_row, params))
+                                                     task.shard, out_row, params, store))
             out_row += table.num_rows
             if writer is None:
                 writer = pq.ParquetWriter(tmp, table.schema, compression="zstd")
@@ -171,7 +177,13 @@ def run_shard(task: ShardTask) -> dict:
         if t.num_rows:
             ctx.ws.ledger.write_decisions("curate", f"{task.name}.{step}", t.drop_columns(["lang"]))
     _write_prepared(task, index_parts, sig_parts, params.bands)
+    if store.rows:
+        store.write()
+    else:
+        store.path.unlink(missing_ok=True)  # nothing measured in this pass (a copy, a drop-only pass)
+    ctx.signals = None
     counts = {"task": asdict(task), "rows_in": in_row, "rows_out": out_row, "tally": tally.rows(),
+              "signals": {"measured": store.measured, "reused": store.reused},
               "seconds": round(time.perf_counter() - t0, 3), "pid": os.getpid()}
     write_text_atomic(task.marker, json.dumps(counts, ensure_ascii=False))
     return counts

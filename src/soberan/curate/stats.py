@@ -24,9 +24,12 @@ def build_stats(work: Path, n_passes: int, n_shards: int, dedup: dict, minhash: 
     steps: dict[str, dict] = {}
     order: list[str] = []
     rows_in = rows_out = 0
+    signals = {"measured": 0, "reused": 0}  # quality statistics computed / found stored
     for k in range(n_passes):
         for marker in sorted((work / f"pass{k}" / "done").glob("*.json")):
             m = json.loads(marker.read_text())
+            for what, n in m.get("signals", {}).items():
+                signals[what] += n
             if k == 0:
                 rows_in += m["rows_in"]
             if k == n_passes - 1:
@@ -52,7 +55,7 @@ def build_stats(work: Path, n_passes: int, n_shards: int, dedup: dict, minhash: 
         "input_docs": rows_in, "output_docs": rows_out, "shards": n_shards,
         "steps": [{"step": s, **{k: (dict(v) if k.startswith("by_") else v)
                                  for k, v in steps[s].items()}} for s in order],
-        "dedup": dedup, "minhash": minhash,
+        "dedup": dedup, "minhash": minhash, "signals": signals,
     }
 
 

@@ -21,9 +21,15 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from soberan.lang import LangPack, char_ngrams, get_pack
+from soberan.lang import PRESETS, LangPack, char_ngrams, get_pack
 
 DECISION_COLUMNS = ("doc_id", "source", "lang", "action", "rule", "reason")
+# One schema for every decisions table, empty or not: the runner concatenates a shard's batches,
+# and Arrow refuses tables whose columns differ in order or type (an empty batch once put `step`
+# last and crashed every shard of more than one batch).
+DECISION_SCHEMA = pa.schema([("doc_id", pa.string()), ("source", pa.string()), ("lang", pa.string()),
+                             ("step", pa.string()), ("action", pa.string()), ("rule", pa.string()),
+                             ("reason", pa.string())])
 
 # Columns curate adds to the document schema (DOC_SCHEMA's `lang`/`lang_score` get filled in).
 EXTRA_FIELDS = [
@@ -61,6 +67,7 @@ class Context:
         self._packs: dict[str, LangPack] = {}
         self._pii_rules = None
         self._decontam = None
+        self.signals = None  # the shard's ShardSignals (soberan.curate.signals), set by the runner
 
     # --- packs and words ---------------------------------------------------------------------
 
@@ -74,9 +81,10 @@ class Context:
             except KeyError:
                 base = LangPack(code=code, name=f"{code} (no pack: character n-grams)",
                                 words=char_ngrams, uses_spaces=False)
+            preset = PRESETS[self.cur.quality.preset] if self.cur.quality.preset else {}
             over = self.cur.quality.thresholds.get(base.code)
-            if over:  # the config's overrides, over the pack's values
-                base = replace(base, thresholds={**base.thresholds, **over})
+            if over or preset:  # a preset, then the config's overrides, over the pack's values
+                base = replace(base, thresholds={**base.thresholds, **preset, **(over or {})})
             memo, words = self._words, base.words
 
             def memo_words(text: str, _c=base.code, _w=words) -> list[str]:
@@ -248,6 +256,10 @@ def langid(table: pa.Table, ctx: Context) -> Outcome:
     targets = _target_labels(ctx)
     txt = texts(table)
     labels, scores = predict(txt)
+    if ctx.signals is not None:
+        for did, src, sha, lab, sc in zip(table.column("id").to_pylist(), table.column("source").to_pylist(),
+                                          table.column("sha256").to_pylist(), labels, scores):
+            ctx.signals.put(did, source=src, sha256=sha, lid_label=lab, lid_score=float(sc))
     out_text, out_lang, out_score, keep, dec = [], [], [], [], []
     for i, (t, lab, sc) in enumerate(zip(txt, labels, scores)):
         code = targets.get(lab)
@@ -292,15 +304,30 @@ def langid(table: pa.Table, ctx: Context) -> Outcome:
 
 def quality(table: pa.Table, ctx: Context) -> Outcome:
     """Line cleanup, then the configured filters (Gopher quality and repetition, Rae et al. 2021;
-    FineWeb's, Penedo et al. 2024), each on the document language's own words and thresholds."""
-    from soberan.curate.quality import QUALITY_FILTERS, clean_lines
+    FineWeb's, Penedo et al. 2024), each on the document language's own words and thresholds.
+
+    Every statistic of every filter is measured once per document and stored with the shard's
+    signals; a document whose text and pack are unchanged since the last run is decided from its
+    stored statistics, without being segmented again (soberan.curate.signals)."""
+    from soberan.curate.quality import MissingSignal, clean_lines, decide, quality_signals
 
     s = ctx.cur.quality
-    filters = [(name, QUALITY_FILTERS[name]) for name in s.filters]
+    store = ctx.signals
     out_text, keep, dec = [], [], []
     exempt = set(s.exempt_sources)
-    sources = table.column("source").to_pylist() if exempt else [None] * table.num_rows
-    for i, (t, lang, src) in enumerate(zip(texts(table), langs(table), sources)):
+    sources = table.column("source").to_pylist()
+    ids = table.column("id").to_pylist()
+    shas = table.column("sha256").to_pylist()
+    # With fuzzy dedup configured, every document segmented here gets its MinHash signature from
+    # the same words, kept or dropped: a later, looser threshold keeps it without segmenting it.
+    mh_key, sign = None, []
+    if store is not None and "fuzzy_dedup" in ctx.cur.steps:
+        from soberan.curate.dedup import params_key
+        from soberan.curate.minhash import MinHashParams
+
+        params = MinHashParams(**ctx.cur.fuzzy_dedup.model_dump())
+        mh_key = params_key(params)
+    for i, (t, lang, src, did) in enumerate(zip(texts(table), langs(table), sources, ids)):
         pack = ctx.pack(lang)
         if s.clean_lines:
             t2, removed = clean_lines(t, pack)
@@ -313,18 +340,36 @@ def quality(table: pa.Table, ctx: Context) -> Outcome:
                 dec.append((i, "redacted", "quality.clean_lines",
                             f"removed {removed} boilerplate/navigation line{'s' * (removed > 1)}"))
                 t = t2
+        sha, stats = store.quality(did, t, pack) if store is not None else ("", None)
         verdict = None
-        # Words are not computed here: a filter segments only when it gets past its cheap,
-        # character-level rules (duplicated lines, punctuation), and `pack.words` is memoized for
-        # the batch, so a document is segmented at most once, and not at all when dropped early.
-        for _name, f in [] if src in exempt else filters:
-            verdict = f(t, pack)
-            if verdict is not None:
-                break
+        try:
+            verdict = None if stats is None or src in exempt else decide(stats, pack, s.filters)
+        except MissingSignal:  # a threshold on an n-gram size or line length never measured
+            stats = None
+        if stats is None:
+            words = pack.words(t)
+            stats = quality_signals(t, pack, words)
+            verdict = None if src in exempt else decide(stats, pack, s.filters)
+            if store is not None:
+                store.measured += 1
+                if mh_key and not store.carry_minhash(did, sha, mh_key):
+                    sign.append((did, sha, words))
+        elif store is not None:
+            store.reused += 1
+            if mh_key and not store.carry_minhash(did, sha, mh_key):
+                sign.append((did, sha, pack.words(t)))  # the MinHash settings changed
+        if store is not None:
+            store.put(did, sha256=shas[i], source=src, lang=lang)
+            store.put_quality(did, sha, pack, stats)
         out_text.append(t)
         keep.append(verdict is None)
         if verdict is not None:
             dec.append((i, "dropped", verdict.rule, verdict.reason))
+    if sign:
+        from soberan.curate.dedup import minhash_of
+
+        for (did, sha, _), sig in zip(sign, minhash_of([w for *_, w in sign], params)):
+            store.put_minhash(did, sha, mh_key, sig)
     table = set_column(table, "text", out_text, pa.large_string())
     return Outcome(table, np.asarray(keep, dtype=bool), dec)
 
@@ -339,11 +384,14 @@ def pii(table: pa.Table, ctx: Context) -> Outcome:
     rules = ctx.pii_rules()
     old_types = table.column("pii_types").to_pylist()
     out_text, out_types, dec = [], [], []
+    ids = table.column("id").to_pylist()
     for i, t in enumerate(texts(table)):
         new, types = redact(t, rules)
         out_text.append(new)
         prev = old_types[i] or []
         out_types.append(sorted(set(prev) | set(types)) or None)
+        if ctx.signals is not None:
+            ctx.signals.put(ids[i], pii_counts=list(Counter(types).items()))
         if types:
             counts = Counter(types)
             dec.append((i, "redacted", "pii",
@@ -393,9 +441,9 @@ CORPUS_STEPS = ("exact_dedup", "fuzzy_dedup")
 def decisions_table(table: pa.Table, decisions: list[tuple[int, str, str, str]], step: str) -> pa.Table:
     """Decision rows (doc_id, source, lang, step, action, rule, reason) for the rows named."""
     if not decisions:
-        return pa.table({c: pa.array([], pa.string()) for c in (*DECISION_COLUMNS, "step")})
+        return DECISION_SCHEMA.empty_table()
     idx = pa.array([d[0] for d in decisions], pa.int64())
-    return pa.table({
+    return pa.Table.from_pydict({
         "doc_id": pc.take(table.column("id"), idx),
         "source": pc.take(table.column("source"), idx),
         "lang": pc.take(table.column("lang"), idx),
@@ -403,4 +451,4 @@ def decisions_table(table: pa.Table, decisions: list[tuple[int, str, str, str]],
         "action": pa.array([d[1] for d in decisions], pa.string()),
         "rule": pa.array([d[2] for d in decisions], pa.string()),
         "reason": pa.array([d[3] for d in decisions], pa.string()),
-    })
+    }).cast(DECISION_SCHEMA)

@@ -18,7 +18,7 @@ from pathlib import Path
 from soberan.config import ConfigError
 from soberan.evaluate.config import BenchmarkSpec
 from soberan.evaluate.specs import (LETTERS, _MISSING, _gold, _text, file_format, get_field, make_item,
-                                    read_records, render)
+                                    read_records, render, spec_files)
 
 # The keys lm-eval's TaskConfig accepts (lm_eval/config/task.py, v0.4.x; `group` is the older
 # spelling of `tag`). Used to validate an export when lm-eval itself is not installed.
@@ -112,9 +112,9 @@ def _text_template(spec: BenchmarkSpec, rename: dict[str, str]) -> str:
 def task_config(spec: BenchmarkSpec, prefix: str = "soberan_") -> tuple[dict, dict[str, str]]:
     """The lm-eval task dict for a spec whose paths are absolute, and the csv column renaming
     (lm-eval's templates need identifiers; KoBEST names columns `1`, `2`, `Dictionary 1`)."""
-    path = Path(spec.path)
+    path = spec_files(spec.path)[0]  # a glob's first file tells the format and the columns
     fmt = file_format(spec, path)
-    data_files = {"test": path.as_posix()}
+    data_files = {"test": Path(spec.path).as_posix()}  # `datasets` expands a glob itself
     if spec.fewshot_path:
         data_files["train"] = Path(spec.fewshot_path).as_posix()
     kwargs: dict = {"data_files": data_files}

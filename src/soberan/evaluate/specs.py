@@ -148,6 +148,17 @@ def resolve_path(cfg: Config, value: str, spec_name: str) -> Path:
     return cfg.resolve(value)
 
 
+def spec_files(path: str | Path) -> list[Path]:
+    """The files of a split: `path` itself, or the files its glob matches (`*`, `?`, `[...]`,
+    `**` across folders), sorted so items keep one order, e.g. a test split in shards."""
+    import glob
+
+    p = str(path)
+    if not any(c in p for c in "*?["):
+        return [Path(p)]
+    return sorted(Path(f) for f in glob.glob(p, recursive=True) if Path(f).is_file())
+
+
 def load_spec(cfg: Config, name: str) -> BenchmarkSpec:
     """One spec by name, its paths made absolute (the file is checked to exist)."""
     specs = all_specs(cfg)
@@ -158,12 +169,12 @@ def load_spec(cfg: Config, name: str) -> BenchmarkSpec:
 
 def with_paths(cfg: Config, spec: BenchmarkSpec) -> BenchmarkSpec:
     path = resolve_path(cfg, spec.path, spec.name)
-    if not path.is_file():
+    if not spec_files(path) or not all(f.is_file() for f in spec_files(path)):
         raise FileNotFoundError(f"benchmark {spec.name}: no file {path}")
     fs = None
     if spec.fewshot_path:
         fs = resolve_path(cfg, spec.fewshot_path, spec.name)
-        if not fs.is_file():
+        if not spec_files(fs) or not all(f.is_file() for f in spec_files(fs)):
             raise FileNotFoundError(f"benchmark {spec.name}: no few-shot file {fs}")
         fs = fs.as_posix()
     return spec.model_copy(update={"path": path.as_posix(), "fewshot_path": fs})
@@ -183,7 +194,10 @@ def file_format(spec: BenchmarkSpec, path: Path) -> str:
 
 
 def read_records(spec: BenchmarkSpec, path: Path) -> list[dict]:
-    """The raw records of one split, in file order."""
+    """The raw records of one split, in file order (a glob: its files in name order)."""
+    files = spec_files(path)
+    if len(files) != 1 or files[0] != Path(path):
+        return [rec for f in files for rec in read_records(spec, f)]
     fmt = file_format(spec, path)
     if fmt == "jsonl":
         out = []

@@ -16,7 +16,7 @@ from soberan.documents import file_sha256, write_text_atomic
 from soberan.evaluate import CONFIG_SECTIONS, EvalSummary
 from soberan.evaluate.config import BenchmarkSpec
 from soberan.evaluate.specs import (Item, Rejected, continuations, fewshot_examples, fewshot_prefix,
-                                    load_items_checked, render, resolve_names, with_paths)
+                                    load_items_checked, render, resolve_names, spec_files, with_paths)
 
 MAX_REJECTIONS_SHOWN = 20
 
@@ -53,7 +53,8 @@ def _prepare_sets(ws, names: list[str], limit: int | None) -> list[SetData]:
             else:
                 k, note = 0, f"{s.num_fewshot}-shot asked; this set has no few-shot split, scored 0-shot"
         shots = fewshot_examples(spec, k, s.seed)
-        files = {p: file_sha256(Path(p)) for p in (spec.path, spec.fewshot_path) if p}
+        files = {f.as_posix(): file_sha256(f) for p in (spec.path, spec.fewshot_path) if p
+                 for f in spec_files(p)}
         out.append(SetData(spec, items, rejected, shots, k, files, note))
     return out
 

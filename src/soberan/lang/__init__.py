@@ -15,7 +15,7 @@ import importlib
 import pkgutil
 import re
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator, Set
 from dataclasses import dataclass, field
 from functools import lru_cache, partial
 
@@ -84,6 +84,27 @@ BASE_THRESHOLDS: dict = {
 }
 
 
+# Presets laid over every pack's values (`[curate.quality] preset`), for text unlike the web pages
+# the Gopher and FineWeb rules were fitted to.
+PRESETS: dict[str, dict] = {
+    # Posts, reviews, tweets, comments: a message of a few words is a whole document. Gopher's
+    # 50-word minimum and FineWeb's line rules measure page structure that a post does not have;
+    # lid.176 is less sure of a short text. The repetition rules stay on (spam repeats itself).
+    "short_social": {
+        "min_words": 3,  # a sentence; below it, a reaction ("555", "ok") carries no language
+        "min_stop_words": 1,  # with the published lists (soberan.lang.published_stop_words)
+        "line_punct_thr": 0.0,  # posts end lines without punctuation
+        "short_line_thr": None,  # every line of a post is short
+        "new_line_ratio": 0.5,  # a two-line post of four words is not a list
+        "max_symbol_word_ratio": 0.5,  # hashtags: "#ReturnOfTheLittlePrince #HappyHeeChulDay"
+        "max_ellipsis_lines_ratio": 0.8,  # "...", trailing off, is ordinary in a post
+        "min_alpha_words_ratio": 0.6,  # emoji and numbers ("5555", prices) sit among words
+        "language_score": 0.5,  # lid.176 on a short, informal text: IndoNLU reviews score 0.6
+        "top_n_grams": {2: 0.3, 3: 0.3, 4: 0.3},  # one repeated pair is a large share of a short post
+    },
+}
+
+
 def thresholds(**overrides) -> dict:
     """The Gopher/FineWeb defaults with a language's own values laid over them."""
     unknown = set(overrides) - set(BASE_THRESHOLDS)
@@ -124,6 +145,50 @@ COMMON_BOILERPLATE = (
 )
 
 
+class StopWords(Set):
+    """A stop-word list read on first use, so that importing a pack stays cheap (PyThaiNLP's
+    list comes with PyThaiNLP; stopwords-iso's is one JSON file), joined to the words a pack
+    lists itself (FineWeb2's most frequent words). Pickles as its recipe, not its words."""
+
+    def __init__(self, load: Callable[[], Iterable[str]], base: Iterable[str] = ()):
+        self._load, self._base, self._words = load, frozenset(base), None
+
+    def _get(self) -> frozenset[str]:
+        if self._words is None:
+            self._words = self._base | frozenset(self._load())
+        return self._words
+
+    def __contains__(self, w: object) -> bool:
+        return w in self._get()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._get())
+
+    def __len__(self) -> int:
+        return len(self._get())
+
+    __hash__ = Set._hash
+
+    def __reduce__(self):
+        return (StopWords, (self._load, tuple(sorted(self._base))))
+
+
+def _stopwords_iso(code: str, fold: Callable[[str], str] | None = None) -> frozenset[str]:
+    import stopwordsiso
+
+    words = (w.strip() for w in stopwordsiso.stopwords(code))
+    # the lists hold some punctuation ("،", "!"); a stop word is a word
+    return frozenset((fold(w) if fold else w) for w in words if any(c.isalpha() for c in w))
+
+
+def published_stop_words(code: str, base: Iterable[str] = (),
+                         fold: Callable[[str], str] | None = None) -> StopWords:
+    """The language's list from stopwords-iso (github.com/stopwords-iso, MIT; the `stopwordsiso`
+    package), the collection of published lists (for Indonesian, Tala 2003; for Vietnamese and
+    Arabic, the lists of their NLP toolkits), joined to `base`; `fold` matches the pack's words."""
+    return StopWords(partial(_stopwords_iso, code, fold), base)
+
+
 def nfc(text: str) -> str:
     return unicodedata.normalize("NFC", text)
 
@@ -134,7 +199,7 @@ class LangPack:
     name: str
     words: Callable[[str], list[str]]  # the language's own words, for filters and shingles
     normalize: Callable[[str], str] = nfc
-    stop_words: frozenset[str] = frozenset()
+    stop_words: Set[str] = frozenset()  # a frozenset, or a StopWords read on first use
     thresholds: dict = field(default_factory=lambda: dict(BASE_THRESHOLDS))  # see thresholds()
     pii: tuple[PiiRule, ...] = ()
     uses_spaces: bool = True  # False for Thai, where lines and sentences carry no spaces
@@ -142,6 +207,7 @@ class LangPack:
     sentence_end: tuple[str, ...] = TERMINAL_PUNCTUATION  # () disables the line-punctuation rule
     boilerplate: tuple[str, ...] = ()  # regexes of whole lines to drop, on top of COMMON_BOILERPLATE
     sources: str = ""  # where the stop words and thresholds come from, for docs and reports
+    answer_cue: str = "Answer:"  # what precedes the answer in an exam prompt (`init`'s example template)
     # Load and warm the segmenter once, before curate's pool forks its workers, so each worker
     # starts with it in memory (soberan.curate.preload). False for a segmenter whose first use
     # starts threads: a fork copies a process but not its threads.

@@ -19,8 +19,8 @@ from __future__ import annotations
 import re
 import unicodedata
 
-from soberan.lang import (TERMINAL_PUNCTUATION, LangPack, PiiRule, digits, phone_rule, space_words,
-                          fineweb2)
+from soberan.lang import (TERMINAL_PUNCTUATION, LangPack, PiiRule, digits, fineweb2, phone_rule,
+                          published_stop_words, space_words)
 
 TATWEEL = "\u0640"
 # harakat and shadda/sukun (064B–0652), maddah/hamza marks (0653–0655), subscript alef (0656),
@@ -87,7 +87,10 @@ _FW2_STOP = ["،", "في", "من", "على", "إلى", "عام", "أن", "مع",
 
 PACK = LangPack(
     code="ar", name="Arabic", words=words, normalize=normalize,
-    stop_words=frozenset(fold(w) for w in _FW2_STOP),
+    answer_cue="الإجابة:",
+    # FineWeb2's list and the published Arabic list (stopwords-iso, 480 entries), both folded
+    # like the words they are matched against
+    stop_words=published_stop_words("ar", [fold(w) for w in _FW2_STOP], fold=fold),
     thresholds=fineweb2(
         dup_line_frac=0.304, dup_n_grams={5: 0.165, 6: 0.153, 7: 0.142, 8: 0.131, 9: 0.12, 10: 0.109},
         top_n_grams={2: 0.197, 3: 0.172, 4: 0.146}, language_score=0.711, line_punct_thr=0.143,

@@ -6,7 +6,8 @@ PII: NIK (Nomor Induk Kependudukan, 16 digits) and phone numbers.
 
 from __future__ import annotations
 
-from soberan.lang import LangPack, PiiRule, phone_rule, space_words, stdnum_valid, fineweb2
+from soberan.lang import (LangPack, PiiRule, fineweb2, phone_rule, published_stop_words, space_words,
+                          stdnum_valid)
 
 PII = (
     PiiRule("ID_NIK", r"(?<!\d)\d{6}[\s.-]?\d{6}[\s.-]?\d{4}(?!\d)", stdnum_valid("id.nik"),
@@ -17,8 +18,12 @@ PII = (
 
 PACK = LangPack(
     code="id", name="Indonesian", words=space_words,
-    # FineWeb2 configs/ind_Latn.yml
-    stop_words=frozenset(["dan", "yang", "di", "pada", "dari", "ini", "dengan", "adalah", "untuk", "dalam"]),
+    answer_cue="Jawaban:",
+    # FineWeb2 configs/ind_Latn.yml's ten most frequent words, and the published Indonesian list
+    # (Tala 2003, 758 words, via stopwords-iso): reviews and tweets use other function words
+    # ("aku", "gak" aside, "saya", "sudah", "tidak") than the web pages FineWeb2 counted.
+    stop_words=published_stop_words("id", ["dan", "yang", "di", "pada", "dari", "ini", "dengan", "adalah",
+                                           "untuk", "dalam"]),
     thresholds=fineweb2(
         dup_line_frac=0.25, dup_n_grams={5: 0.176, 6: 0.158, 7: 0.142, 8: 0.128, 9: 0.119, 10: 0.109},
         top_n_grams={2: 0.088, 3: 0.104, 4: 0.12}, language_score=0.685, line_punct_thr=0.25,

@@ -125,6 +125,7 @@ PII = (
 
 PACK = LangPack(
     code="ko", name="Korean", words=words, normalize=normalize,
+    answer_cue="정답:",
     # FineWeb2 configs/kor_Hang.yml (Penedo et al. 2025, "FineWeb2"), Kiwi morphemes.
     stop_words=frozenset(["의", "다", "이", "는", "에", "을", "한", "년", "하", "은", "를", "했", "고",
                           "에서", "가", "있", "으로", "인", "월", "로", "되"]),

@@ -17,6 +17,7 @@ PII = (
 
 PACK = LangPack(
     code="ms", name="Malay", words=space_words,
+    answer_cue="Jawapan:",
     # FineWeb2 configs/zsm_Latn.yml
     stop_words=frozenset(["dan", "di", "yang", "pada", "dalam", "dengan", "untuk", "ini"]),
     thresholds=fineweb2(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import unicodedata
 
-from soberan.lang import LangPack, PiiRule, phone_rule, stdnum_valid, fineweb2
+from soberan.lang import LangPack, PiiRule, StopWords, fineweb2, phone_rule, stdnum_valid
 
 
 def words(text: str) -> list[str]:
@@ -18,6 +18,12 @@ def words(text: str) -> list[str]:
     # newmm keeps newlines as tokens even with keep_whitespace=False; drop every blank token
     toks = word_tokenize(unicodedata.normalize("NFC", text), engine="newmm", keep_whitespace=False)
     return [t for t in (t.strip() for t in toks) if t]
+
+
+def _thai_stop_words() -> frozenset[str]:
+    from pythainlp.corpus import thai_stopwords
+
+    return thai_stopwords()
 
 
 def normalize(text: str) -> str:
@@ -36,8 +42,11 @@ PII = (
 
 PACK = LangPack(
     code="th", name="Thai", words=words, normalize=normalize,
-    # FineWeb2 configs/tha_Thai.yml; all eight are also in PyThaiNLP's thai_stopwords().
-    stop_words=frozenset(["ใน", "ที่", "และ", "ของ", "เป็น", "มี", "การ", "ได้"]),
+    answer_cue="คำตอบ:",
+    # PyThaiNLP's thai_stopwords() (1,030 words, made for its own segmenter), which holds the
+    # eight of FineWeb2 configs/tha_Thai.yml: with those eight alone, short Thai posts rarely
+    # hold two, and Gopher's stop-word rule dropped thousands of plainly Thai messages.
+    stop_words=StopWords(_thai_stop_words, ["ใน", "ที่", "และ", "ของ", "เป็น", "มี", "การ", "ได้"]),
     thresholds=fineweb2(
         dup_line_frac=0.349, dup_n_grams={5: 0.185, 6: 0.168, 7: 0.152, 8: 0.137, 9: 0.124, 10: 0.111},
         top_n_grams={2: 0.221, 3: 0.197, 4: 0.162}, language_score=0.9, line_punct_thr=0.0,

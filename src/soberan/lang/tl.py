@@ -30,6 +30,7 @@ PII = (
 
 PACK = LangPack(
     code="tl", name="Tagalog (Filipino)", words=space_words, fasttext_label="tl",
+    answer_cue="Sagot:",
     # FineWeb2 configs/fil_Latn.yml
     stop_words=frozenset(["ng", "sa", "ang", "na", "mga", "ay", "at", "isang", "noong"]),
     thresholds=fineweb2(

@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime
 import unicodedata
 
-from soberan.lang import LangPack, PiiRule, digits, phone_rule, fineweb2
+from soberan.lang import LangPack, PiiRule, digits, fineweb2, phone_rule, published_stop_words
 
 
 def words(text: str) -> list[str]:
@@ -53,10 +53,12 @@ PII = (
 
 PACK = LangPack(
     code="vi", name="Vietnamese", words=words, normalize=normalize,
+    answer_cue="Đáp án:",
     preload=False,  # underthesea starts a native thread on first use
-    # FineWeb2 configs/vie_Latn.yml
-    stop_words=frozenset(["là", "và", "của", "một", "được", "trong", "năm", "các", "có", "loài",
-                          "này", "đã", "người"]),
+    # FineWeb2 configs/vie_Latn.yml, and the published Vietnamese list (stopwords-iso, 645
+    # entries; multi-syllable ones such as "bao giờ" match underthesea's words)
+    stop_words=published_stop_words("vi", ["là", "và", "của", "một", "được", "trong", "năm", "các", "có",
+                                           "loài", "này", "đã", "người"]),
     thresholds=fineweb2(
         dup_line_frac=0.293, dup_n_grams={5: 0.178, 6: 0.163, 7: 0.15, 8: 0.136, 9: 0.124, 10: 0.111},
         top_n_grams={2: 0.223, 3: 0.197, 4: 0.171}, language_score=0.802, line_punct_thr=0.333,

@@ -19,7 +19,7 @@ def report(workspace: Path = WS,
     airgap()
     from soberan.config import check_license
     from soberan.report import run
-    from soberan.ui import console, fail
+    from soberan.ui import console, fail, print_error
     from soberan.workspace import Workspace
 
     with fail():
@@ -28,7 +28,7 @@ def report(workspace: Path = WS,
             try:
                 check_license(license)
             except ValueError as e:
-                console.print(f"[red]error:[/red] --license: {e}")
+                print_error(f"--license: {e}")
                 raise typer.Exit(2) from None
         with console.status("gathering facts from the ledger"):
             s = run(ws, license=license)
@@ -53,7 +53,7 @@ def takedown(workspace: Path = WS,
     from rich.table import Table
 
     from soberan.takedown import request_takedown
-    from soberan.ui import console, fail
+    from soberan.ui import console, fail, print_error
     from soberan.workspace import Workspace
 
     given = [(k, v) for k, v in (("source", source), ("url", url), ("doc", doc)) if v]
@@ -66,7 +66,7 @@ def takedown(workspace: Path = WS,
         try:
             res = request_takedown(ws, by=by, value=value, reason=reason)
         except ValueError as e:
-            console.print(f"[red]error:[/red] {e}")
+            print_error(e)
             raise typer.Exit(2) from None
     console.print(f"take-down [bold]{res.takedown}[/bold]: {by} {value!r} → {res.docs} document(s) "
                   + (f"({', '.join(f'{k}: {v}' for k, v in res.by_source.items())})" if res.by_source else ""))

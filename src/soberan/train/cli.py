@@ -21,7 +21,7 @@ def train(workspace: Path = typer.Option(Path("."), "--workspace", "-w", help="W
           role: str = typer.Option(None, "--role", help="The model's role in the ledger (main, baseline, ...).")) -> None:
     """Pretrain, continue pretraining, or fine-tune the nation's model; resumes after a kill."""
     from soberan.train import run
-    from soberan.ui import console, fail, progress
+    from soberan.ui import console, fail, print_error, progress
     from soberan.workspace import Workspace
 
     def here(p):
@@ -39,7 +39,7 @@ def train(workspace: Path = typer.Option(Path("."), "--workspace", "-w", help="W
                         resume=resume, base_model=base_model, role=role, finetune=finetune or chat_data is not None,
                         chat_data=chat_data, lora=lora, console=console, progress=prog)
             except ValueError as e:
-                console.print(f"[red]error:[/red] {e}", soft_wrap=True)
+                print_error(e)
                 raise typer.Exit(2) from None
     console.print(f"[green]✓[/green] {s.role} model after {s.steps} steps ({s.tokens:,} tokens): "
                   f"{ws.ledger.rel(s.output)}")

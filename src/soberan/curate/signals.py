@@ -1,0 +1,148 @@
+"""Signals once, decisions cheap (Dolma's tag-then-mix, Soldaini et al. 2024).
+
+Each document's measurements are kept in Parquet, one file per shard and pass under
+`work/signals/`, keyed by document id and content hash:
+
+- `lid_label`, `lid_score`: lid.176 on the whole document;
+- every statistic of every quality filter (soberan.curate.quality.quality_signals), with
+  `quality_sha`, the hash of the text they were measured on (after normalization and line cleanup);
+- `pii_counts`: placeholders redacted, by type;
+- `minhash`: the MinHash signature, with `minhash_sha` and the parameters it was made with.
+
+The drop and keep decisions are rules over these numbers. A run after a changed threshold finds
+each document's statistics here (same id, same text, same pack) and decides again without
+segmenting it; `soberan curate --what-if` decides from them without running anything.
+
+The folder lives outside `work/curate/` (which a changed config clears), and each run rewrites a
+shard's file with the documents it saw: a document taken down or edited leaves with the next run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from soberan.documents import write_parquet_atomic
+from soberan.lang import LangPack
+
+VERSION = "1"  # bump when a statistic's definition changes: stored ones are then measured again
+
+_F = pa.float64()
+_MAP = pa.map_(pa.int16(), pa.float64())
+QUALITY_FIELDS = [
+    ("words", pa.int64()), ("content_words", pa.int64()), ("mean_word_length", _F), ("hash_ratio", _F),
+    ("ellipsis_ratio", _F), ("bullet_lines_ratio", _F), ("end_ellipsis_lines_ratio", _F),
+    ("alpha_words_ratio", _F), ("stop_words", pa.int32()),
+    ("chars", pa.int64()), ("dup_para_frac", _F), ("dup_para_char_frac", _F), ("dup_line_frac", _F),
+    ("dup_line_char_frac", _F), ("top_n_grams", _MAP), ("dup_n_grams", _MAP),
+    ("lines", pa.int64()), ("line_punct_ratio", _F), ("short_line_length", pa.int32()),
+    ("short_line_ratio", _F), ("char_dup_ratio", _F), ("new_line_ratio", _F),
+]
+QUALITY_NAMES = [n for n, _ in QUALITY_FIELDS]
+SCHEMA = pa.schema([
+    ("doc_id", pa.string()), ("sha256", pa.string()), ("source", pa.string()), ("lang", pa.string()),
+    ("lid_label", pa.string()), ("lid_score", pa.float32()),
+    ("quality_pack", pa.string()), ("quality_sha", pa.string()), *QUALITY_FIELDS,
+    ("pii_counts", pa.map_(pa.string(), pa.int32())),
+    ("minhash_params", pa.string()), ("minhash_sha", pa.string()), ("minhash", pa.list_(pa.uint32())),
+])
+
+
+def signals_root(ws_root: Path) -> Path:
+    return Path(ws_root) / "work" / "signals"
+
+
+def pack_key(pack: LangPack) -> str:
+    """What the quality statistics depend on besides the text: the pack's segmenter (by code and
+    this module's version), its stop words and sentence punctuation."""
+    body = "\x1f".join(sorted(pack.stop_words)) + "\x1e" + "\x1f".join(pack.sentence_end)
+    return f"{pack.code}:{VERSION}:{hashlib.sha256(body.encode()).hexdigest()[:12]}"
+
+
+def _sha(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def _from_row(row: dict) -> dict:
+    out = {k: row.get(k) for k in QUALITY_NAMES}
+    for k in ("top_n_grams", "dup_n_grams"):
+        if out[k] is not None:
+            out[k] = {int(n): v for n, v in out[k]}
+    return out
+
+
+class ShardSignals:
+    """One shard's signals: those the previous run stored (looked up by id and content hash) and
+    those of this run (written at the end of the shard, before its done-marker)."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self.prev: dict[str, dict] = {}
+        if self.path.exists():
+            try:
+                t = pq.read_table(self.path)
+            except (OSError, pa.ArrowException):
+                t = None  # a damaged file is measured again, not trusted
+            if t is not None and (t.schema.metadata or {}).get(b"version") == VERSION.encode():
+                self.prev = {r["doc_id"]: r for r in t.to_pylist()}
+        self.rows: dict[str, dict] = {}
+        self.measured = 0  # documents whose quality statistics were computed, not found
+        self.reused = 0
+
+    def put(self, doc_id: str, **values) -> None:
+        self.rows.setdefault(doc_id, {"doc_id": doc_id}).update(values)
+
+    def quality(self, doc_id: str, text: str, pack: LangPack) -> tuple[str, dict | None]:
+        """(content hash, stored statistics or None) of a document's text as the quality step sees it."""
+        sha = _sha(text)
+        r = self.prev.get(doc_id)
+        if r is not None and r.get("quality_sha") == sha and r.get("quality_pack") == pack_key(pack):
+            return sha, _from_row(r)
+        return sha, None
+
+    def put_quality(self, doc_id: str, sha: str, pack: LangPack, stats: dict) -> None:
+        self.put(doc_id, quality_pack=pack_key(pack), quality_sha=sha,
+                 **{k: (list(v.items()) if isinstance(v, dict) else v) for k, v in stats.items()})
+
+    def minhash(self, doc_id: str, text: str, params: str) -> tuple[str, np.ndarray | None, bool]:
+        """(content hash, stored signature, found): a found None is a document without shingles.
+        Looks at this run's rows first (the quality step stores one for every document it
+        segments), then the last run's."""
+        sha = _sha(text)
+        for r in (self.rows.get(doc_id), self.prev.get(doc_id)):
+            if r is not None and r.get("minhash_sha") == sha and r.get("minhash_params") == params:
+                sig = r.get("minhash")
+                return sha, (np.asarray(sig, dtype=np.uint32) if sig is not None else None), True
+        return sha, None, False
+
+    def put_minhash(self, doc_id: str, sha: str, params: str, sig) -> None:
+        self.put(doc_id, minhash_sha=sha, minhash_params=params, minhash=sig)
+
+    def carry_minhash(self, doc_id: str, sha: str, params: str) -> bool:
+        """Keep the last run's signature of an unchanged text; False when there is none."""
+        r = self.prev.get(doc_id)
+        if r is not None and r.get("minhash_sha") == sha and r.get("minhash_params") == params:
+            self.put_minhash(doc_id, sha, params, r.get("minhash"))
+            return True
+        return False
+
+    def write(self) -> None:
+        rows = list(self.rows.values())
+        cols = {f.name: [r.get(f.name) for r in rows] for f in SCHEMA}
+        table = pa.table({f.name: pa.array(cols[f.name], f.type) for f in SCHEMA}, schema=SCHEMA)
+        table = table.replace_schema_metadata({"version": VERSION})
+        write_parquet_atomic(table, self.path)
+
+
+def read_signals(ws_root: Path) -> pa.Table:
+    """Every stored signal of the workspace's last curate run, or a clear error when none is."""
+    import pyarrow.dataset as ds
+
+    files = sorted(signals_root(ws_root).glob("pass*/part-*.parquet"))
+    if not files:
+        raise FileNotFoundError(f"{signals_root(ws_root)}: no stored signals; run `soberan curate` first")
+    return ds.dataset([str(f) for f in files], format="parquet", schema=SCHEMA).to_table()

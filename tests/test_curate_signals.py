@@ -1,0 +1,211 @@
+"""Signals once, decisions cheap: every document's statistics are stored with its id and
+content hash; a changed threshold decides again from them without segmenting any document,
+and `--what-if` prints the funnel a change would give before anything runs or is written."""
+
+from __future__ import annotations
+
+import random
+import re
+import sys
+import textwrap
+
+import pyarrow.parquet as pq
+import pytest
+from test_curate_fixtures import make_workspace, write_raw
+from typer.testing import CliRunner
+
+# Ido, written by the test: its segmenter counts its calls.
+IO_PACK = '''
+import re
+from soberan.lang import LangPack, thresholds
+
+CALLS = []
+
+def words(text):
+    CALLS.append(text)
+    return re.findall(r"\\w+|[^\\w\\s]", text)
+
+PACK = LangPack(code="io", name="Ido", words=words,
+                stop_words=frozenset("la e di en esas a por ke ne".split()),
+                thresholds=thresholds(min_words=30, min_avg_word_length=2))
+'''
+WORDS = ("la", "e", "di", "en", "esas", "homo", "urbo", "libro", "domo", "rivero", "monto", "bela",
+         "granda", "vidis", "skribis", "trovis", "merkato", "lernejo", "kafeerio", "ponto")
+STEPS = 'steps = ["normalize", "quality", "pii", "exact_dedup", "fuzzy_dedup"]\nworkers = 1\n'
+
+
+def io_docs(n: int) -> list[dict]:
+    rng = random.Random(5)
+    docs = []
+    for k in range(n):
+        sents = [" ".join(rng.choice(WORDS) for _ in range(rng.randint(4, 9))).capitalize() + "."
+                 for _ in range(rng.randint(1, 12))]
+        docs.append({"text": "\n".join(sents), "lang": "io"})
+    docs.append(dict(docs[3]))  # an exact copy
+    return docs
+
+
+@pytest.fixture
+def io_pack(tmp_path, monkeypatch):
+    import soberan.lang as lang
+
+    pkg = tmp_path / "packs"
+    pkg.mkdir()
+    (pkg / "io.py").write_text(textwrap.dedent(IO_PACK))
+    monkeypatch.setattr(lang, "__path__", [*lang.__path__, str(pkg)])
+    sys.modules.pop("soberan.lang.io", None)
+    lang.get_pack.cache_clear()
+    yield lambda: sys.modules["soberan.lang.io"].CALLS
+    lang.get_pack.cache_clear()
+    sys.modules.pop("soberan.lang.io", None)
+
+
+def _set_min_words(ws, value: int):
+    from soberan.workspace import Workspace
+
+    cfg = ws.root / "soberan.toml"
+    text = cfg.read_text()
+    text = text.replace("\n[curate]\n", f"\n[curate]\n{STEPS}", 1) if STEPS not in text else text
+    marker = "[curate.quality.thresholds.io]\n"
+    if marker in text:
+        start = text.index(marker) + len(marker)
+        text = text[:start] + f"min_words = {value}\n" + text[text.index("\n", start) + 1:]
+    else:
+        text += f"\n{marker}min_words = {value}\n"
+    cfg.write_text(text)
+    return Workspace.open(ws.root)
+
+
+def test_a_changed_threshold_decides_again_without_segmenting(tmp_path, io_pack):
+    from soberan.curate import run
+    from soberan.curate.signals import read_signals
+
+    ws = make_workspace(tmp_path / "ws", lang="io", jurisdiction="KR", curate_toml=STEPS)
+    docs = io_docs(60)
+    write_raw(ws, docs, shard_docs=20)
+    calls = io_pack
+    s1 = run(ws, workers=1)
+    first = len(calls())
+    assert first > 0 and 0 < s1.output_docs < len(docs)
+    assert s1.dropped["quality"] > 0 and s1.dropped["exact_dedup"] == 1
+
+    sig = read_signals(ws.root)
+    q = sig.filter(sig.column("quality_sha").is_valid())
+    assert q.num_rows == len(docs)  # every document reaching quality, kept or dropped
+    assert set(sig.column_names) >= {"doc_id", "sha256", "words", "stop_words", "dup_line_frac",
+                                     "top_n_grams", "new_line_ratio", "pii_counts", "minhash"}
+    assert all(m is not None for m in q.column("minhash").to_pylist())  # every text has words
+
+    # looser: documents dropped before are kept now, and their MinHash is stored already
+    ws = _set_min_words(ws, 10)
+    s2 = run(ws, workers=1)
+    assert len(calls()) == first, "a threshold change segmented documents again"
+    assert s2.output_docs > s1.output_docs
+    import json
+
+    stats = json.loads((ws.root / "curated" / "stats.json").read_text())
+    assert stats["signals"] == {"measured": 0, "reused": len(docs)}
+    # stricter again: same output as a run from scratch with that threshold
+    ws = _set_min_words(ws, 30)
+    s3 = run(ws, workers=1)
+    assert len(calls()) == first
+    assert s3.output_docs == s1.output_docs
+
+
+def test_what_if_prints_the_funnel_and_writes_nothing(tmp_path, io_pack):
+    from soberan.cli import app
+    from soberan.curate import run
+
+    ws = make_workspace(tmp_path / "ws", lang="io", jurisdiction="KR", curate_toml=STEPS)
+    write_raw(ws, io_docs(40), shard_docs=15)
+    runner = CliRunner()
+    res = runner.invoke(app, ["curate", "-w", str(ws.root), "--what-if", "io.min_words=10"])
+    assert res.exit_code == 2 and "soberan curate" in res.output  # no signals stored yet
+    s = run(ws, workers=1)
+    calls = len(io_pack())
+    before = sorted((p, p.stat().st_mtime_ns) for p in ws.root.rglob("*") if p.is_file())
+    res = runner.invoke(app, ["curate", "-w", str(ws.root), "--what-if", "io.min_words=10"],
+                        env={"COLUMNS": "200"})
+    assert res.exit_code == 0, res.output
+    assert "io.min_words=10" in res.output and "gopher_short_doc" in res.output
+    row = next(l for l in res.output.splitlines() if "quality" in l and "io" in l)
+    cells = [c.strip() for c in row.split("│") if c.strip()]
+    assert cells[2] == "41" and cells[3].startswith(str(s.output_docs + 1))  # + the exact copy
+    assert int(cells[4].split()[0]) > int(cells[3].split()[0])
+    assert len(io_pack()) == calls  # nothing segmented
+    after = sorted((p, p.stat().st_mtime_ns) for p in ws.root.rglob("*") if p.is_file())
+    assert after == before  # nothing written
+
+    for bad, says in (("xx.min_words=3", "unknown language 'xx'"),
+                      ("io.min_wordz=3", "unknown signal threshold 'min_wordz'"),
+                      ("io.min_words=lots", "not a number"),
+                      ("io.top_n_grams=0.2", "name one"),
+                      ("min_words=3", "LANG.THRESHOLD=VALUE")):
+        res = runner.invoke(app, ["curate", "-w", str(ws.root), "--what-if", bad])
+        assert res.exit_code == 2 and says in res.output, (bad, res.output)
+    res = runner.invoke(app, ["curate", "-w", str(ws.root), "--what-if", "io.top_n_grams.7=0.2"])
+    assert res.exit_code == 2 and "top_n_grams[7] was not measured" in res.output
+
+
+def test_calibrate_proposes_thresholds_that_keep_the_reference(tmp_path, io_pack):
+    """FineWeb2's method on stored signals: the reference's percentiles, relaxed only, keep
+    `keep` of it; nothing is segmented; the report draws both thresholds on the histograms."""
+    from soberan.cli import app
+    from soberan.curate import run
+    from soberan.curate.calibrate import calibrate, toml_of
+
+    rng = random.Random(9)
+    docs = [dict(d, source="posts") for d in io_docs(30)]
+    for _ in range(40):  # the trusted text: 12-40 words, often under the pack's 30
+        n = rng.randint(12, 40)
+        words = [rng.choice(WORDS) for _ in range(n)]
+        docs.append({"text": " ".join(words).capitalize() + ".", "lang": "io", "source": "laws"})
+    ws = make_workspace(tmp_path / "ws", lang="io", jurisdiction="KR", curate_toml=STEPS)
+    cfg = ws.root / "soberan.toml"
+    cfg.write_text(cfg.read_text() + "".join(f'''
+[[sources]]
+name = "{n}"
+kind = "jsonl"
+path = "x.jsonl"
+license = "CC0-1.0"
+jurisdiction = "KR"
+''' for n in ("posts", "laws")))
+    from soberan.workspace import Workspace
+
+    ws = Workspace.open(ws.root)
+    write_raw(ws, docs, shard_docs=25)
+    run(ws, workers=1)
+    calls = len(io_pack())
+    (cal,) = calibrate(ws, ["laws"], keep=0.9)
+    assert len(io_pack()) == calls
+    rule = {r.key: r for r in cal.rules}["min_words"]
+    assert rule.current == 30 and rule.proposed < 30
+    assert cal.kept_now[2] < 0.9 <= cal.kept_new[2]  # the reference: dropped now, kept with the proposal
+    assert all(r.proposed == r.current or (r.proposed < r.current if r.direction == "min" else
+                                            r.proposed > r.current) for r in cal.rules if r.current)
+    snippet = toml_of([cal])
+    assert snippet.startswith("[curate.quality.thresholds.io]\n")
+    assert f"\nmin_words = {int(rule.proposed)}\n" in snippet
+    if "top_n_grams" in snippet:  # a table is written whole: an override replaces the pack's
+        assert re.search(r"top_n_grams = \{ 2 = [\d.]+, 3 = [\d.]+, 4 = [\d.]+ \}", snippet)
+
+    res = CliRunner().invoke(app, ["calibrate", "-w", str(ws.root), "--reference", "laws"],
+                             env={"COLUMNS": "200"})
+    assert res.exit_code == 0, res.output
+    assert "min_words" in res.output and "[curate.quality.thresholds.io]" in res.output
+    html = (ws.root / "report" / "calibration.html").read_text()
+    assert html.count("<svg") >= 10 and "proposed" in html and "pack 30" in html
+    res = CliRunner().invoke(app, ["calibrate", "-w", str(ws.root), "--reference", "statutes"])
+    assert res.exit_code == 2 and "no such source" in res.output
+
+
+def test_short_social_preset_under_the_languages_own_overrides(tmp_path):
+    from soberan.curate.steps import Context
+    from soberan.lang import PRESETS
+
+    ws = make_workspace(tmp_path / "ws", lang="th", jurisdiction="TH", curate_toml=(
+        '[curate.quality]\npreset = "short_social"\n[curate.quality.thresholds.th]\nmin_words = 5\n'))
+    th = Context(ws.root).pack("th").thresholds
+    assert th["min_words"] == 5  # the language's own override wins
+    assert th["line_punct_thr"] == PRESETS["short_social"]["line_punct_thr"]
+    assert th["language_score"] == 0.5 and th["dup_line_frac"] == 0.349  # untouched: the pack's
