@@ -117,7 +117,7 @@ def evaluate(ws: Path) -> dict:
     results = json.loads(s.results_path.read_text())
     model = results["models"][0]
     items = sum(v["n"] for v in model["sets"].values())
-    docs = sum(v["docs"] for v in model["bpb"].values())
+    docs = sum(v.get("units", v.get("docs", 0)) for v in model["bpb"].values())
     device = "cuda" if _cuda() else "cpu"
     out = {"device": device, "items": items, "heldout_docs": docs, "wall_s": wall, "items_per_s": items / wall,
            "scoring_s": scoring[0], "scoring_items_per_s": items / scoring[0] if scoring[0] else None,

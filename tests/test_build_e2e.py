@@ -273,5 +273,5 @@ def test_takedown_of_a_demo_source_reaches_every_rebuilt_artifact(demo):
     ok(soberan(env, "report", "-w", str(root)))
     f = json.loads((root / "report" / "report.json").read_text())
     (t,) = f["takedowns"]
-    assert t["remaining_docs"] == 0 and all(a["rebuilt"] for a in t["artifacts"])
+    assert t["remaining_docs"] == 0 and all(a["rebuilt"] for a in t["artifacts"]), [a["path"] for a in t["artifacts"] if not a["rebuilt"]]
     assert "kolaw" in t["shares_before"] and "kolaw" not in t["shares_after"]

@@ -202,10 +202,15 @@ def resolve_docs(ws: Workspace, by: str, value: str) -> pa.Table:
                    params=[arg] * len(parts)).to_arrow_table()
 
 
+# Scratch folders under work/ that outlive a stage's own work/<stage>/ (curate's stored signals
+# are reused across resets, keyed by content hash), and the stage that rewrites them.
+SCRATCH_OWNERS = {"signals": "curate"}
+
+
 def _owner_stage(ws: Workspace, rel: str) -> str:
     parts = rel.split("/")
     if parts[0] == "work" and len(parts) > 1:  # a stage's scratch space, work/<stage>/
-        return parts[1]
+        return SCRATCH_OWNERS.get(parts[1], parts[1])
     for stage, folder in STAGE_DIRS.items():
         if folder == parts[0]:
             return stage
