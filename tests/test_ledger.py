@@ -238,3 +238,18 @@ def test_an_unwritable_anchor_folder_warns_once_and_never_stops_a_build(workspac
     err = capsys.readouterr().err
     assert err.count("cannot anchor") == 1 and "SOBERAN_ANCHOR_DIR" in err
     assert led.verify() == [] and len(led.records()) == 1 + 3  # init + 3: the chain is whole
+
+
+def test_a_kill_between_the_chain_and_head_does_not_repeat_a_number(tmp_path):
+    """SIGKILL after a record reached the chain but before HEAD moved: the next append continues
+    from the chain, so verify finds no repeated record."""
+    from soberan.ledger import Ledger
+
+    led = Ledger(tmp_path)
+    led.record_event("one")
+    stale = led.head_path.read_text()
+    led.record_event("two")
+    led.head_path.write_text(stale)  # as the kill leaves it
+    led.record_event("three")
+    assert [r["seq"] for r in led.records()] == [0, 1, 2]
+    assert led.verify() == []

@@ -141,6 +141,31 @@ class Ledger:
         except (FileNotFoundError, ValueError):
             return -1, GENESIS
 
+    def _last_record(self) -> dict | None:
+        """The chain's last whole record, read from its end (the file can be large)."""
+        if not self.records_path.exists():
+            return None
+        with open(self.records_path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            end = pos = f.tell()
+            while pos > 0:
+                step = min(1 << 16, pos)
+                f.seek(pos - step)
+                chunk = f.read(step)
+                # the newline that ends the line before the last one
+                nl = chunk.rfind(b"\n", 0, len(chunk) - (1 if pos == end else 0))
+                if nl >= 0:
+                    pos = pos - step + nl + 1
+                    break
+                pos -= step
+            f.seek(pos)
+            line = f.read(end - pos)
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            return None
+        return rec if isinstance(rec, dict) else None
+
     def _open_append(self, path: Path):
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, self.file_mode)
         return os.fdopen(fd, "a", encoding="utf-8")
@@ -255,6 +280,11 @@ class Ledger:
         with self._locked():
             self.recover_torn_tail()
             seq, prev = self._head()
+            last = self._last_record()
+            if last is not None and isinstance(last.get("seq"), int) and last["seq"] > seq:
+                # Killed after the chain's fsync and before HEAD moved: the chain is the truth, or
+                # the next record would repeat a number.
+                seq, prev = last["seq"], last["hash"]
             rec = {"seq": seq + 1, "time": now().isoformat(), "type": type, "prev": prev, **body}
             return self._write_record(rec)
 
