@@ -23,7 +23,7 @@ $S ledger query -w demo "SELECT meta.role AS model, meta.steps AS steps, meta.to
 
 # The base as it is against the adapted model, on the same held-out units (Korean statutes'
 # paragraphs and English replay text, never trained on): bits per byte with bootstrap CIs.
-BASE=$(ls -d demo/base/*/ | head -1)
+BASE=$(cd demo && ls -d base/*/ | head -1)  # paths after -w are the workspace's own
 SETS=()
 if [ -d ../shared/data ]; then
   export SOBERAN_SHARED_DATA="$(cd ../shared/data && pwd)"
