@@ -18,7 +18,9 @@ $S build -w demo
 # this budget an extension costs more than it returns, docs/train.md and the README).
 $S tokenizer run -w demo
 
-# Held-out bits per byte at the start and the end of training, from the ledger.
+# The train stage's own quick check, from the ledger: held-out bits per byte at the start and the
+# end of training on the first 4,000 bytes of each language's held-out units ([train]
+# eval_max_bytes); evaluate below scores all of them, with CIs.
 $S ledger query -w demo "SELECT meta.role AS model, meta.steps AS steps, meta.tokens AS tokens, meta.bpb_start AS heldout_bpb_start, meta.bpb_end AS heldout_bpb_end FROM records WHERE type='artifact' AND kind='model'"
 
 # The base as it is against the adapted model, on the same held-out units (Korean statutes'
