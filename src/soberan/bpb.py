@@ -19,7 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-__all__ = ["bits_per_byte", "context_length", "nll_and_bytes", "nll_per_text", "start_token"]
+__all__ = ["bits_per_byte", "bpb_by_language", "context_length", "nll_and_bytes", "nll_per_text", "start_token"]
 
 # Context length when a model's config names none (an old GPT-2-style config without n_positions).
 DEFAULT_CONTEXT = 2048
@@ -160,3 +160,8 @@ def bits_per_byte(model, tokenizer, texts: list[str], max_length: int | None = N
     if n_bytes == 0:
         return float("nan")
     return nll / (math.log(2) * n_bytes)
+
+
+def bpb_by_language(model, tokenizer, texts: dict[str, list[str]]) -> dict[str, float]:
+    """{lang: bits per byte} of held-out texts per language (rounded to 5 places, as logged)."""
+    return {lang: round(bits_per_byte(model, tokenizer, t), 5) for lang, t in texts.items() if t}

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from soberan.bpb import bits_per_byte
+from soberan.bpb import bpb_by_language
 from soberan.train.mix import DataExhausted
 from soberan.train.model import (flops_per_token, freeze_for_embedding_stage, mfu, peak_flops, register_causal_sdpa,
                                  unfreeze)
@@ -245,8 +245,7 @@ def train_loop(accelerator, model, tokenizer, sampler, collate: Callable, spec: 
     def evaluate() -> dict[str, float]:
         # The one window of soberan.bpb (the model's context), so the ledger's held-out bpb is
         # the number `soberan evaluate` reports for the same model and texts.
-        m = uncompiled(model)
-        return {lang: round(bits_per_byte(m, tokenizer, texts), 5) for lang, texts in heldout.items() if texts}
+        return bpb_by_language(uncompiled(model), tokenizer, heldout)
 
     def log(rec: dict) -> None:
         if not main:

@@ -169,12 +169,6 @@ def check_tokenizer_fits(tokenizer, tokenizer_dir: Path, base_model: str) -> Non
                          "set [tokenizer] base to the base model")
 
 
-def heldout_bpb(model, tokenizer, heldout: dict[str, list[str]]) -> dict[str, float]:
-    from soberan.bpb import bits_per_byte
-
-    return {lang: round(bits_per_byte(model, tokenizer, texts), 5) for lang, texts in heldout.items() if texts}
-
-
 # A new embedding row is learned from the contexts it occurs in. A rule of thumb, not a fitted
 # threshold: a row seen fewer than about this many times in the planned tokens has had little
 # chance to move from its initialization, so a model that starts behind is likely to stay there
@@ -211,6 +205,7 @@ def make_model(s, tokenizer, tokenizer_dir: Path, base_model: str | None, resume
     import torch
     from transformers import AutoModelForCausalLM
 
+    from soberan.bpb import bpb_by_language
     from soberan.train.model import build_model, llama_config
 
     if resume_from is not None:
@@ -226,10 +221,10 @@ def make_model(s, tokenizer, tokenizer_dir: Path, base_model: str | None, resume
         before = None
         if heldout and read_new_token_init(tokenizer_dir) and Path(base_model, "tokenizer.json").exists():
             # The base as it is, on the same held-out text, before its vocabulary changes.
-            before = heldout_bpb(model, load_tokenizer(Path(base_model)), heldout)
+            before = bpb_by_language(model, load_tokenizer(Path(base_model)), heldout)
         first_new = adapt_vocab(model, tokenizer, tokenizer_dir, s, say)
         if before is not None and first_new is not None:
-            step0.update(base=before, initialized=heldout_bpb(model, tokenizer, heldout))
+            step0.update(base=before, initialized=bpb_by_language(model, tokenizer, heldout))
         return model, first_new, f"continued pretraining of {base_model}"
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     cfg = llama_config(s.depth, len(tokenizer), s.seq_len, tie_embeddings=s.tie_embeddings,
