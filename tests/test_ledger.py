@@ -253,3 +253,19 @@ def test_a_kill_between_the_chain_and_head_does_not_repeat_a_number(tmp_path):
     led.record_event("three")
     assert [r["seq"] for r in led.records()] == [0, 1, 2]
     assert led.verify() == []
+
+
+def test_a_new_chain_where_an_old_one_stood_verifies_and_is_noted(tmp_path):
+    """`rm -rf ws && soberan init ws` (what `make demo` does each time): the new chain verifies;
+    the earlier chain's anchor is kept and named in the notes."""
+    import shutil
+
+    from soberan.ledger import Ledger
+
+    Ledger(tmp_path / "ws").record_event("one")
+    Ledger(tmp_path / "ws").record_event("two")
+    shutil.rmtree(tmp_path / "ws")
+    led = Ledger(tmp_path / "ws")
+    led.record_event("fresh")
+    assert led.verify() == []
+    assert any("earlier chain at this path was replaced" in n for n in led.notes())

@@ -192,6 +192,11 @@ class Ledger:
         path = anchor_path(self.records_path)
         try:
             path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            if rec["seq"] == 0 and path.exists():
+                # A new chain where an earlier one stood (`rm -rf demo && soberan init demo`): the
+                # earlier anchor is kept beside, named, and `verify` notes it, instead of failing
+                # the new chain against records it never had.
+                os.replace(path, path.with_name(f"{path.name}.replaced-{now().strftime('%Y%m%dT%H%M%S%f')}"))
             new = not path.exists()
             fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
             with os.fdopen(fd, "a", encoding="utf-8") as f:
@@ -460,6 +465,8 @@ class Ledger:
                f"{e['time'][:19]}; its bytes are kept in {self.rel(self.records_path.with_name(e['kept_aside']))}"
                for e in self.torn_events()]
         anchor = self.anchored()
+        for old in sorted(anchor_path(self.records_path).parent.glob(anchor_path(self.records_path).name + ".replaced-*")):
+            out.append(f"an earlier chain at this path was replaced by this one (its anchor is kept in {old})")
         out.append(f"anchored in {anchor}" if anchor else
                    f"not anchored yet (no anchor in {anchor_dir()}; the next record starts one)")
         return out
