@@ -230,8 +230,13 @@ def test_report_renders_in_headless_chromium(built, tmp_path):
         page.wait_for_load_state("load")
         assert page.title().startswith("Sovereignty report")
         # The funnel: its table has a row per step, with the collected count the facts give.
+        # The "edits to kept documents" row appears when curate edited the kept documents.
         rows = page.locator("#funnel-table tr")
-        assert rows.count() == 2 + len(f["funnel"]["steps"]) + 1
+        fu = f["funnel"]
+        edits_row = int(bool(fu.get("kept") and fu.get("edited") and fu["edited"].get("tokens") is not None))
+        assert rows.count() == 2 + len(fu["steps"]) + edits_row + 1
+        if edits_row:
+            assert "edits to kept documents" in rows.nth(rows.count() - 2).inner_text()
         assert page.locator("#funnel-table tr").nth(1).inner_text().split()[-1].replace(",", "") == \
             str(f["funnel"]["collected"]["tokens"])
         # The EU summary with its three parts.
