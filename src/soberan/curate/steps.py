@@ -409,14 +409,13 @@ def decontam(table: pa.Table, ctx: Context) -> Outcome:
     index = ctx.decontam_index()
     s = ctx.cur.decontam
     out, keep, dec = [], [], []
+    ids = table.column("id").to_pylist()
     for i, (t, lang) in enumerate(zip(texts(table), langs(table))):
         pack = ctx.pack(lang)
         if index is None:
             hit, kept, removed = None, t, 0
-        elif s.mode == "lines":
-            kept, removed, hit = index.contaminated_lines(t, pack)
         else:
-            hit, kept, removed = index.match(t, pack), t, 0
+            hit, kept, removed = index.check(ids[i], t, pack, s.mode == "lines", ctx.signals)
         share = len(kept.strip()) / max(len(t.strip()), 1)
         if hit is not None and (s.mode == "document" or share < s.min_kept_share or not kept.strip()):
             out.append(t), keep.append(False)
