@@ -159,20 +159,25 @@ DEMO_VALUES: dict[str, dict[str, str]] = {
 }
 
 
-def render_config(name: str, lang: str, jurisdiction: str, demo: bool = False) -> str:
-    """The commented `soberan.toml` that `soberan init` writes: a head (project, policy, sources)
-    followed by one section per stage, each stage keeping its own commented template (all three
-    generated from the settings models by soberan.configdoc)."""
+def init_values(name: str, lang: str, jurisdiction: str, demo: bool = False) -> dict[str, str]:
+    """What the templates' placeholders (`$lang`, `$licenses`, ...) become for this workspace."""
     lang = check_language(lang)
     jurisdiction = check_country(jurisdiction)
     licenses = default_licenses(jurisdiction) + (["PSF-2.0"] if demo else [])
-    values = {
+    return {
         "name": name, "lang": lang, "jurisdiction": jurisdiction,
         "jurisdictions": ", ".join(f'"{x}"' for x in dict.fromkeys([jurisdiction] + (["US"] if demo else []))),
         "licenses": ", ".join(f'"{x}"' for x in licenses),
         "answer_cue": _answer_cue(lang),
         "konlpy": konlpy_corpus_dir().as_posix() if demo else "",
     }
+
+
+def render_config(name: str, lang: str, jurisdiction: str, demo: bool = False) -> str:
+    """The commented `soberan.toml` that `soberan init` writes: a head (project, policy, sources)
+    followed by one section per stage, each stage keeping its own commented template (all three
+    generated from the settings models by soberan.configdoc)."""
+    values = init_values(name, lang, jurisdiction, demo)
     parts = [Template(package_file("templates", "head.toml").read_text()).substitute(values)]
     parts.append(Template(package_file("templates", "demo_sources.toml" if demo else "sources.toml")
                           .read_text()).substitute(values))
