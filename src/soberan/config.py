@@ -117,7 +117,7 @@ class Policy(Strict):
     """SPDX ids (or `LicenseRef-...`) that may enter the corpus; a source under any other is refused
     with an error naming the rule. `soberan init` writes licenses that allow training and
     redistribution and no non-commercial (NC) one: a lab that may use one for research adds it
-    knowingly (e.g. `"CC-BY-NC-SA-4.0"`)."""
+    knowingly."""
     jurisdictions: list[Country] = Field(min_length=1)
     """Countries whose sources may be collected (ISO 3166-1 alpha-2)."""
     crawl_domains: list[str] = Field([], examples=[["go.th", "gov.sa"]])
