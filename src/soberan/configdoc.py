@@ -298,7 +298,7 @@ def docs_text(current: str) -> str:
         raise ValueError(f"{DOCS}: the markers of the generated block are missing ({BEGIN} ... {END})")
     before, rest = current.split(BEGIN, 1)
     after = rest.split(END, 1)[1]
-    return f"{before}{BEGIN}\n{reference()}{END}{after}"
+    return f"{before}{BEGIN}\n{reference()}\n{END}{after}"
 
 
 # --- writing and checking -----------------------------------------------------------------------
