@@ -14,9 +14,9 @@ class CollectSettings(BaseModel):
     shard_docs: int = Field(10_000, ge=1)
     """Documents per Parquet shard."""
     max_doc_bytes: int = Field(20_000_000, ge=1)
-    """A longer document (UTF-8 bytes) is rejected with its reason."""
+    """A longer document (UTF-8 bytes) is rejected (`too_long`)."""
     min_doc_chars: int = Field(1, ge=1)
-    """A document with fewer non-space characters is rejected ("empty")."""
+    """A document with fewer non-space characters is rejected (`empty`, `too_short`)."""
     max_record_bytes: int = Field(64_000_000, ge=1)
     """A single input record (a file, a JSONL line, an HTTP body, a WARC record) above this size is
     rejected without being read into memory: a 100 MB one-line file must not stall the run."""
@@ -24,6 +24,7 @@ class CollectSettings(BaseModel):
     """A member of a `.zip` input is read into memory; a larger one (as declared, and as it
     inflates) is rejected as too large, never extracted to disk (soberan.collect.archive)."""
     workers: int = Field(0, ge=0)
-    """Processes for HTML extraction and decoding; 0 = one per CPU core."""
+    """Processes for HTML extraction and decoding; 0 = one per CPU core. The pool starts only for
+    sources with more than 256 such inputs."""
     checkpoint_s: float = Field(60.0, gt=0)
     """Commit a (smaller) shard at least this often, so a kill loses little."""

@@ -26,9 +26,11 @@ class BenchmarkSpec(BaseModel):
     name: str = Field(pattern=r"^[A-Za-z0-9_.\-]+$")
     """The benchmark's name, as `[evaluate] sets` lists it."""
     group: str = ""
-    """The family a name expands from (`kobest` → its five tasks); the file stem when shipped."""
+    """The family a name expands from, so several sets are named at once (`kobest` → its five
+    tasks); a spec file's stem by default."""
     path: str
-    """The scored split: `${shared_data}/...`, absolute, or relative to the workspace."""
+    """The scored split: `${shared_data}/...`, absolute, or relative to the workspace; read in
+    place. A glob (`bench/part-*.jsonl`, `**` across folders) reads every match in name order."""
     format: Literal["jsonl", "json", "tsv", "csv", "parquet"] | None = Field(None, examples=["jsonl"])
     """The file's format; unset: from the suffix."""
     header: bool = True
@@ -36,8 +38,8 @@ class BenchmarkSpec(BaseModel):
     columns: list[str] = []
     """csv/tsv without a header: the column names, in order."""
     type: Literal["mc", "generate"] = "mc"
-    """"mc": multiple choice, scored by the likelihood of each choice; "generate": a greedy answer
-    compared with `target`."""
+    """"mc": log-likelihood multiple choice; "generate": a greedy answer, exact match with
+    `target`."""
 
     id: str | None = Field(None, examples=["id"])
     """Field with a stable item id; unset: the row number."""
@@ -46,32 +48,38 @@ class BenchmarkSpec(BaseModel):
     context: str | None = Field(None, examples=["passage"])
     """Shorthand for fields.context."""
     fields: dict[str, str] = {}
-    """Placeholder name -> field path, for the template."""
+    """Placeholder name -> field path, for the template: `fields = { word = "Target" }` adds
+    `{word}`. A field path walks into records and lists (`a.b.0.c`)."""
     maps: dict[str, dict[str, str]] = {}
-    """Placeholder -> {raw value -> text}, e.g. cause/effect connectors."""
+    """Per placeholder, raw value -> text, e.g. KoBEST-COPA's cause/effect connectors:
+    `{ question = { "원인" = "왜냐하면", "결과" = "그래서" } }`."""
 
     choices: list[str] | str | None = Field(None, examples=[["a", "b", "c", "d"]])
     """A list of field paths, or one field path holding a list (of strings, or of records whose
-    `choice_key` holds the text)."""
+    `choice_key` holds the text). Trailing absent or empty options are no options."""
     choice_key: str | None = Field(None, examples=["text"])
     """The key of a choice record that holds its text."""
     labels: list[str] = []
-    """Fixed choices for a classification set, instead of `choices`."""
+    """Fixed choices for a classification set, instead of `choices` (`["부정", "긍정"]`); they are
+    not item text."""
     continuation: Literal["text", "letter"] = "text"
-    """What is scored after the prompt: the choice's text, or its letter."""
+    """What is scored after the prompt: the choice's text, or its letter (" A".." D", the options
+    listed in the prompt)."""
 
     answer: str
     """Field path of the gold answer."""
     answer_format: Literal["index", "index1", "letter", "text"] = "index"
-    """How the gold answer is written: a 0-based index, a 1-based index, a letter, or the choice's
-    text."""
+    """How the gold answer is written: a 0-based index, a 1-based index, a letter, or text equal to
+    a choice."""
     answer_map: dict[str, int | str] = {}
-    """Raw answer -> index (or text), applied before answer_format."""
+    """Raw answer -> index (or text), applied before answer_format, case-insensitive:
+    `{ False = 0, True = 1 }`."""
     target: str = "{answer}"
     """generate: the expected text; placeholders {answer} (the gold text) and {letter}."""
 
     template: str
-    """The prompt, in Python format syntax: {question}, {context}, any `fields` name, {choices}."""
+    """The prompt, in Python format syntax: {question}, {context}, any `fields` name, {choices}
+    (the options as `A. ...` lines); write `{{` for a literal brace."""
     instruction: str = ""
     """Put once before the few-shot examples (lm-eval's `description`)."""
     target_delimiter: str = " "
@@ -175,9 +183,10 @@ class EvaluateSettings(BaseModel):
     limit: int | None = Field(None, ge=1, examples=[200])
     """Items per set (the first N), for quick runs; unset: all."""
     num_fewshot: int | None = Field(None, ge=0, examples=[0])
-    """Unset: each spec's own (KMMLU: 5)."""
+    """Few-shot examples for every set; unset: each spec's own (KMMLU: 5). A set without a few-shot
+    split stays 0-shot, noted in the result."""
     seed: int = 1234
-    """Seed of the few-shot draw and the bootstrap."""
+    """Seed of the few-shot draw (`random` sampler) and the bootstrap."""
     batch_size: int = Field(16, ge=1)
     """(prompt, continuation) pairs per forward pass."""
     max_length: int = Field(1024, ge=8)
@@ -185,7 +194,7 @@ class EvaluateSettings(BaseModel):
     max_new_tokens: int = Field(32, ge=1)
     """Tokens generated for generate sets."""
     device: str = "auto"
-    """auto, cpu, cuda or cuda:N."""
+    """auto, cpu, cuda or cuda:N; without CUDA the stage says why and scores on the CPU."""
     bootstrap: int = Field(1000, ge=100)
     """Bootstrap resamples for every 95% CI."""
 

@@ -20,7 +20,8 @@ class TokenizerSettings(BaseModel):
     base: str = "mistral-v1"
     """A tokenizer.json (or a folder holding one), a SentencePiece .model, a Tekken .json, or the
     name of a file the mistral-common wheel ships: "mistral-v1" (32,000 SentencePiece pieces) or
-    "tekken" (131k)."""
+    "tekken" (131k). Also a base model's builtin name ("smollm2-135m-instruct") or .gguf file,
+    whose own tokenizer is used (docs/train.md). Relative paths start at soberan.toml."""
     new_tokens: int = Field(8000, ge=0)
     """extend: at most this many new tokens (EEVE-Korean added 8,960)."""
     min_frequency: int = Field(3, ge=1)
