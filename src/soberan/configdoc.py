@@ -324,8 +324,12 @@ def stale() -> list[Path]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    if "--check" in argv:
+    import argparse
+
+    ap = argparse.ArgumentParser(prog="python -m soberan.configdoc", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--check", action="store_true", help="write nothing; exit 1 naming the files that drifted")
+    args = ap.parse_args(argv)
+    if args.check:
         bad = stale()
         for p in bad:
             print(f"{p}: out of date with the settings models; run `{REGENERATE}`")
