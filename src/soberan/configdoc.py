@@ -219,7 +219,10 @@ def _type(ann: Any) -> str:
         item = _model_of(args[0])
         return "array of tables" if item else f"list of {_type(args[0])}"
     if origin is dict:
-        return f"table of {_type(args[1])}"
+        inner = args[1]
+        if typing.get_origin(inner) is dict:
+            return f"table of tables of {_type(typing.get_args(inner)[1])}"
+        return f"table of {_type(inner)}"
     if _model_of(ann):
         return "table"
     return {str: "string", int: "integer", float: "number", bool: "boolean", Any: "any value"}.get(ann, str(ann))
