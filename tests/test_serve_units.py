@@ -338,17 +338,6 @@ def test_accepted_openai_fields():
 
 # --- config and offline ---------------------------------------------------------------------
 
-def test_template_documents_every_setting_with_its_default():
-    from soberan.serve.config import ServeSettings
-    from soberan.workspace import package_file
-
-    text = package_file("serve", "template.toml").read_text()
-    uncommented = "\n".join(line[2:] if re.match(r"^# \w+ = ", line) else line
-                            for line in text.splitlines())
-    values = tomllib.loads(uncommented)["serve"]
-    assert values == ServeSettings().model_dump()
-
-
 def test_outbound_guard_refuses_internet_but_not_loopback():
     code = (
         "import socket\n"

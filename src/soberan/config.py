@@ -35,7 +35,9 @@ class ConfigError(ValueError):
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # The docstring under a field is its description: soberan.configdoc writes the template and
+    # docs/config.md from it, so each setting is explained once.
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, use_attribute_docstrings=True)
 
 
 # --- code lists: validated against maintained registries, never hand-kept lists -------------
@@ -91,19 +93,36 @@ Country = Annotated[str, AfterValidator(check_country)]
 # --- sections ---------------------------------------------------------------------------------
 
 class Project(Strict):
+    """Who builds which model: the name, country and languages reach the model card, the report and
+    the EU AI Act summary."""
+
     name: str = Field(min_length=1)
+    """The model's name, used in the model card and the report."""
     jurisdiction: Country
+    """ISO 3166-1 alpha-2 code of the country whose model this is."""
     languages: list[Language] = Field(min_length=1)
+    """ISO 639 codes of the target languages, main language first. They choose the language packs
+    of `curate` (thresholds, PII formats) and the languages the tokenizer learns."""
     provider: str = "unknown provider"
+    """Who builds the model, for the model card and the EU AI Act summary."""
     description: str = ""
+    """What the model is for, for the model card."""
 
 
 class Policy(Strict):
-    """What may enter the corpus. Every stage enforces it; a violation names the rule."""
+    """What may enter the corpus. Every stage enforces it: a violation is an error naming the
+    source and the rule, never a silent skip."""
 
     licenses: list[License] = Field(min_length=1)
+    """SPDX ids (or `LicenseRef-...`) that may enter the corpus; a source under any other is refused
+    with an error naming the rule. `soberan init` writes licenses that allow training and
+    redistribution and no non-commercial (NC) one: a lab that may use one for research adds it
+    knowingly."""
     jurisdictions: list[Country] = Field(min_length=1)
-    crawl_domains: list[str] = []  # domain suffixes such as "go.kr" or "korea.kr"
+    """Countries whose sources may be collected (ISO 3166-1 alpha-2)."""
+    crawl_domains: list[str] = Field([], examples=[["go.th", "gov.sa"]])
+    """Domain suffixes the crawler may visit (`go.th` allows `www.ratchakitcha.soc.go.th`);
+    everything else, redirects included, is refused."""
 
     @field_validator("crawl_domains")
     @classmethod
@@ -112,47 +131,81 @@ class Policy(Strict):
 
 
 class FieldMap(Strict):
-    """Which record fields of a JSONL/Parquet/CSV source hold what. A dotted name (`meta.url`)
-    reaches into nested JSON objects and Parquet structs."""
+    """Which record fields of a JSONL/Parquet/CSV source hold what, e.g.
+    `fields = { text = "body", url = "meta.url" }`. A dotted name (`meta.url`) reaches into nested
+    JSON objects and Parquet structs."""
 
     text: str = "text"
-    id: str | None = None  # the record's own id; kept as `url` when no url field is mapped
-    url: str | None = None
-    license: str | None = None  # per-record license; checked against the policy like a source's
-    jurisdiction: str | None = None
-    date: str | None = None
-    title: str | None = None
-    lang: str | None = None
+    """The field holding the document's text."""
+    id: str | None = Field(None, examples=["doc_id"])
+    """The record's own id; kept as `url` when no url field is mapped."""
+    url: str | None = Field(None, examples=["url"])
+    """The document's address, kept for lineage and take-down requests."""
+    license: str | None = Field(None, examples=["license"])
+    """A per-record license, checked against the policy like a source's."""
+    jurisdiction: str | None = Field(None, examples=["country"])
+    """A per-record country, checked against the policy like a source's."""
+    date: str | None = Field(None, examples=["date"])
+    """The document's date."""
+    title: str | None = Field(None, examples=["title"])
+    """The document's title."""
+    lang: str | None = Field(None, examples=["lang"])
+    """A per-record language hint; curate still runs language ID."""
 
 
 class Source(Strict):
+    """Sources: one `[[sources]]` table each, for every corpus to collect. Paths are relative to
+    this file. kind is one of files, jsonl, parquet, csv, warc, crawl (docs/collect.md: every
+    kind and the crawler)."""
+
     name: str = Field(pattern=r"^[A-Za-z0-9_.\-]+$")
+    """The source's name, unique in the workspace; its shards go to `raw/<name>/`."""
     kind: Literal["files", "jsonl", "parquet", "csv", "warc", "crawl"]
-    path: str | None = None  # files/jsonl/parquet/csv/warc: a file, folder or glob, relative to the workspace
-    urls: list[str] = []  # crawl: seed URLs
+    """How the source is read. A `.zip` input is read member by member."""
+    path: str | None = Field(None, examples=["data/laws/*.jsonl"])
+    """files/jsonl/parquet/csv/warc: a file, folder or glob, relative to the workspace."""
+    urls: list[str] = Field([], examples=[["https://www.ratchakitcha.soc.go.th/"]])
+    """crawl: the seed URLs."""
     license: License
+    """The source's SPDX license (or `LicenseRef-...`), checked against `[policy] licenses`."""
     jurisdiction: Country
-    lang: Language | None = None  # a hint; curate still runs language ID
-    include: list[str] = ["**/*"]  # globs under a folder `path` (default per kind: *.jsonl for jsonl...)
+    """The country the source comes from, checked against `[policy] jurisdictions`."""
+    lang: Language | None = Field(None, examples=["th"])
+    """The source's language: a hint; curate still runs language ID."""
+    include: list[str] = ["**/*"]
+    """Globs under a folder `path` (default per kind: `*.jsonl` for jsonl...)."""
     exclude: list[str] = []
+    """Globs under a folder `path` to leave out."""
     fields: FieldMap = FieldMap()
-    encoding: str | None = None  # force a legacy encoding instead of detecting it
-    delimiter: str | None = None  # csv: the column separator (default "," or tab for .tsv/.tab)
-    header: bool = True  # csv: the first row names the columns; false: every row is data
-    columns: list[str] = []  # csv without a header: the column names in order (default f0, f1, ...)
-    # files: one document per file ("file"), or per non-blank line of a text file ("line"), for
-    # a corpus published one message or sentence a line (Wisesight, NTREX)
+    encoding: str | None = Field(None, examples=["cp949"])
+    """Force a legacy encoding instead of detecting it."""
+    delimiter: str | None = Field(None, examples=[";"])
+    """csv: the column separator (default `,`, or tab for .tsv/.tab)."""
+    header: bool = True
+    """csv: the first row names the columns; false: every row is data (then name them in
+    `columns`)."""
+    columns: list[str] = []
+    """csv without a header: the column names in order (default f0, f1, ...)."""
     split: Literal["file", "line"] = "file"
-    # HTML (files, warc, crawl): trafilatura's main-text extraction
+    """files: one document per file ("file"), or per non-blank line of a text file ("line"), for a
+    corpus published one message or sentence a line (Wisesight, NTREX)."""
     html_format: Literal["txt", "markdown"] = "txt"
+    """HTML (files, warc, crawl): what trafilatura's main-text extraction writes."""
     favor: Literal["balanced", "precision", "recall"] = "balanced"
-    # crawl: a polite crawler confined to policy.crawl_domains
-    max_pages: int = Field(1000, ge=1)  # page budget (fetches, redirects excluded)
-    max_depth: int = Field(5, ge=0)  # links followed from a seed
-    rate_limit_s: float = Field(1.0, ge=0)  # seconds between requests to one host (robots.txt Crawl-delay wins if longer)
-    user_agent: str = "soberan-collect/0.1 (national corpus; honours robots.txt)"  # add a contact URL or email
+    """HTML: trafilatura's trade-off between keeping boilerplate and losing text."""
+    max_pages: int = Field(1000, ge=1)
+    """crawl: the page budget (fetches; redirects excluded). The crawler is polite and confined to
+    `[policy] crawl_domains`."""
+    max_depth: int = Field(5, ge=0)
+    """crawl: links followed from a seed."""
+    rate_limit_s: float = Field(1.0, ge=0)
+    """crawl: seconds between requests to one host (robots.txt Crawl-delay wins if longer)."""
+    user_agent: str = "soberan-collect/0.1 (national corpus; honours robots.txt)"
+    """crawl: the User-Agent sent; add a contact URL or email."""
     timeout_s: float = Field(30.0, gt=0)
+    """crawl: seconds a request may take."""
     description: str = ""
+    """What the source is, for the report and the data card."""
 
     @model_validator(mode="after")
     def _where(self) -> "Source":

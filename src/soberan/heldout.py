@@ -37,20 +37,25 @@ SCHEMA = pa.schema([
 
 
 class HeldoutSettings(BaseModel):
-    """`[heldout]`: the one held-out split the tokenizer, train and evaluate share."""
+    """The one held-out split: text no stage learns from (not the tokenizer, not the model), on
+    which bits per byte and fertility are measured. Per language: whole documents while that takes
+    at most `max_doc_share` of them, else paragraph units (lines merged to `unit_chars`
+    characters), ranked by a hash of their id."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
-    # Share of each language's documents held out (of its paragraph units in paragraph mode).
     fraction: float = Field(0.02, ge=0.0, lt=1.0)
-    # Units per language a confidence interval needs; more are held out when the share gives fewer.
+    """Share of each language's documents held out (of its paragraph units in paragraph mode)."""
     min_units: int = Field(30, ge=0)
-    max_units: int = Field(1000, ge=1)  # per language
-    # Whole documents are held out while that takes at most this share of a language's documents;
-    # past it, paragraph units of its documents are held out instead.
+    """Units per language a confidence interval needs; more are held out when the share gives
+    fewer."""
+    max_units: int = Field(1000, ge=1)
+    """At most this many units per language."""
     max_doc_share: float = Field(0.1, gt=0.0, le=0.5)
-    # Paragraph units: consecutive lines merged until they have at least this many characters.
+    """Whole documents are held out while that takes at most this share of a language's
+    documents; past it, paragraph units of its documents are held out instead."""
     unit_chars: int = Field(200, ge=1)
+    """Paragraph units: consecutive lines merged until they have at least this many characters."""
 
 
 def unit_rank(unit_id: str) -> float:

@@ -97,19 +97,27 @@ def konlpy_corpus_dir() -> Path:
 
 def set_keys(text: str, section: str, keys: dict[str, str]) -> str:
     """Set `key = value` lines (values as TOML) in a `[section]` of a generated config: replace the
-    line when the template wrote one, add it under the header otherwise. For scripts and tests
-    that adjust what `soberan init` wrote, keeping its comments."""
+    line when the template wrote one, add it under the header otherwise (in the order given), and
+    add the table at the end when the file has none (the template writes sub-tables commented).
+    For `soberan init --demo`, scripts and tests that adjust what `soberan init` wrote, keeping its
+    comments."""
     import re
 
-    head = f"[{section}]\n"
-    start = text.index(head) + len(head)
+    head = re.search(rf"^\[{re.escape(section)}\][ \t]*\n", text, re.M)
+    if head is None:
+        text = text.rstrip("\n") + f"\n\n[{section}]\n"
+        head = re.search(rf"^\[{re.escape(section)}\]\n", text, re.M)
+    start = head.end()
     nxt = re.search(r"^\[", text[start:], re.M)
     end = start + nxt.start() if nxt else len(text)
-    body = text[start:end]
+    body, added = text[start:end], []
     for k, v in keys.items():
         line = re.compile(rf"^{re.escape(k)}\s*=.*$", re.M)
-        body = line.sub(lambda _m: f"{k} = {v}", body) if line.search(body) else f"{k} = {v}\n" + body
-    return text[:start] + body + text[end:]
+        if line.search(body):
+            body = line.sub(lambda _m: f"{k} = {v}", body)
+        else:
+            added.append(f"{k} = {v}\n")
+    return text[:start] + "".join(added) + body + text[end:]
 
 
 def _answer_cue(lang: str) -> str:
@@ -138,46 +146,38 @@ def write_english_replay(path: Path) -> Path:
     return path
 
 
-# What `soberan init --demo` changes in the stage templates: adapt the embedded open model
+# What `soberan init --demo` sets over the stage templates: adapt the embedded open model
 # (SmolLM2-135M-Instruct) with its own tokenizer (docs/train.md says why not an extension at this
-# budget), and replay English so that forgetting is held back and measured.
-DEMO_VALUES = {
-    "tokenizer_mode": "keep",
-    "tokenizer_base": "smollm2-135m-instruct",
-    "train_head": """base_model = "smollm2-135m-instruct"
-replay_path = "data/replay-en.jsonl"
-replay_license = "PSF-2.0"
-replay_jurisdiction = "US"
-replay_share = 0.2
-seq_len = 256
-micro_batch = 8
-max_steps = 6
-lr = 0.0003
-warmup_steps = 1
-eval_every = 6
-eval_max_bytes = 4000
-checkpoint_every = 6
-keep_checkpoints = 1
-tensorboard = false
-""",
+# budget), and replay English so that forgetting is held back and measured. Values as TOML.
+DEMO_VALUES: dict[str, dict[str, str]] = {
+    "tokenizer": {"mode": '"keep"', "base": '"smollm2-135m-instruct"'},
+    "train": {"base_model": '"smollm2-135m-instruct"', "replay_path": '"data/replay-en.jsonl"',
+              "replay_license": '"PSF-2.0"', "replay_jurisdiction": '"US"', "replay_share": "0.2",
+              "seq_len": "256", "micro_batch": "8", "max_steps": "6", "lr": "0.0003", "warmup_steps": "1",
+              "eval_every": "6", "eval_max_bytes": "4000", "checkpoint_every": "6", "keep_checkpoints": "1",
+              "tensorboard": "false"},
 }
-DEFAULT_VALUES = {"tokenizer_mode": "extend", "tokenizer_base": "mistral-v1", "train_head": ""}
 
 
-def render_config(name: str, lang: str, jurisdiction: str, demo: bool = False) -> str:
-    """The commented `soberan.toml` that `soberan init` writes: a head (project, policy, sources)
-    followed by one section per stage, each stage keeping its own commented template."""
+def init_values(name: str, lang: str, jurisdiction: str, demo: bool = False) -> dict[str, str]:
+    """What the templates' placeholders (`$lang`, `$licenses`, ...) become for this workspace."""
     lang = check_language(lang)
     jurisdiction = check_country(jurisdiction)
     licenses = default_licenses(jurisdiction) + (["PSF-2.0"] if demo else [])
-    values = {
+    return {
         "name": name, "lang": lang, "jurisdiction": jurisdiction,
         "jurisdictions": ", ".join(f'"{x}"' for x in dict.fromkeys([jurisdiction] + (["US"] if demo else []))),
         "licenses": ", ".join(f'"{x}"' for x in licenses),
         "answer_cue": _answer_cue(lang),
         "konlpy": konlpy_corpus_dir().as_posix() if demo else "",
-        **(DEMO_VALUES if demo else DEFAULT_VALUES),
     }
+
+
+def render_config(name: str, lang: str, jurisdiction: str, demo: bool = False) -> str:
+    """The commented `soberan.toml` that `soberan init` writes: a head (project, policy, sources)
+    followed by one section per stage, each stage keeping its own commented template (all three
+    generated from the settings models by soberan.configdoc)."""
+    values = init_values(name, lang, jurisdiction, demo)
     parts = [Template(package_file("templates", "head.toml").read_text()).substitute(values)]
     parts.append(Template(package_file("templates", "demo_sources.toml" if demo else "sources.toml")
                           .read_text()).substitute(values))
@@ -185,7 +185,10 @@ def render_config(name: str, lang: str, jurisdiction: str, demo: bool = False) -
         t = package_file(stage, "template.toml")
         if t.exists():
             parts.append(Template(t.read_text()).safe_substitute(values))
-    return "\n".join(p.rstrip() + "\n" for p in parts)
+    text = "\n".join(p.rstrip() + "\n" for p in parts)
+    for section, keys in (DEMO_VALUES if demo else {}).items():
+        text = set_keys(text, section, keys)
+    return text
 
 
 def init_workspace(root: str | Path, *, lang: str, jurisdiction: str, name: str | None = None,

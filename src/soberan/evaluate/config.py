@@ -21,50 +21,91 @@ class BenchmarkSpec(BaseModel):
     (`prompts.0.question`), and a key that itself contains a dot or a space is read as it is.
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
     name: str = Field(pattern=r"^[A-Za-z0-9_.\-]+$")
-    group: str = ""  # the family a name expands from (`kobest` → its five tasks); file stem when shipped
-    path: str  # the scored split; `${shared_data}/...`, absolute, or relative to the workspace
-    format: Literal["jsonl", "json", "tsv", "csv", "parquet"] | None = None  # None: from the suffix
-    header: bool = True  # csv/tsv: the first row names the columns
-    columns: list[str] = []  # csv/tsv without a header: the column names, in order
+    """The benchmark's name, as `[evaluate] sets` lists it."""
+    group: str = ""
+    """The family a name expands from, so several sets are named at once (`kobest` → its five
+    tasks); a spec file's stem by default."""
+    path: str
+    """The scored split: `${shared_data}/...`, absolute, or relative to the workspace; read in
+    place. A glob (`bench/part-*.jsonl`, `**` across folders) reads every match in name order."""
+    format: Literal["jsonl", "json", "tsv", "csv", "parquet"] | None = Field(None, examples=["jsonl"])
+    """The file's format; unset: from the suffix."""
+    header: bool = True
+    """csv/tsv: the first row names the columns."""
+    columns: list[str] = []
+    """csv/tsv without a header: the column names, in order."""
     type: Literal["mc", "generate"] = "mc"
+    """"mc": log-likelihood multiple choice; "generate": a greedy answer, exact match with
+    `target`."""
 
-    id: str | None = None  # field with a stable item id; None: the row number
-    question: str | None = None  # shorthand for fields.question
-    context: str | None = None  # shorthand for fields.context
-    fields: dict[str, str] = {}  # placeholder name -> field path, for the template
-    maps: dict[str, dict[str, str]] = {}  # placeholder -> {raw value -> text}, e.g. cause/effect connectors
+    id: str | None = Field(None, examples=["id"])
+    """Field with a stable item id; unset: the row number."""
+    question: str | None = Field(None, examples=["question"])
+    """Shorthand for fields.question."""
+    context: str | None = Field(None, examples=["passage"])
+    """Shorthand for fields.context."""
+    fields: dict[str, str] = {}
+    """Placeholder name -> field path, for the template: `fields = { word = "Target" }` adds
+    `{word}`. A field path walks into records and lists (`a.b.0.c`)."""
+    maps: dict[str, dict[str, str]] = {}
+    """Per placeholder, raw value -> text, e.g. KoBEST-COPA's cause/effect connectors:
+    `{ question = { "원인" = "왜냐하면", "결과" = "그래서" } }`."""
 
-    # Choices: a list of field paths, or one field path holding a list (of strings, or of records
-    # whose `choice_key` holds the text); or fixed `labels` for a classification set.
-    choices: list[str] | str | None = None
-    choice_key: str | None = None
+    choices: list[str] | str | None = Field(None, examples=[["a", "b", "c", "d"]])
+    """A list of field paths, or one field path holding a list (of strings, or of records whose
+    `choice_key` holds the text). Trailing absent or empty options are no options."""
+    choice_key: str | None = Field(None, examples=["text"])
+    """The key of a choice record that holds its text."""
     labels: list[str] = []
-    continuation: Literal["text", "letter"] = "text"  # what is scored after the prompt: the choice, or its letter
+    """Fixed choices for a classification set, instead of `choices` (`["부정", "긍정"]`); they are
+    not item text."""
+    continuation: Literal["text", "letter"] = "text"
+    """What is scored after the prompt: the choice's text, or its letter (" A".." D", the options
+    listed in the prompt)."""
 
-    answer: str  # field path of the gold answer
+    answer: str
+    """Field path of the gold answer."""
     answer_format: Literal["index", "index1", "letter", "text"] = "index"
-    answer_map: dict[str, int | str] = {}  # raw answer -> index (or text) before answer_format applies
-    target: str = "{answer}"  # generate: the expected text; placeholders {answer} (gold text), {letter}
+    """How the gold answer is written: a 0-based index, a 1-based index, a letter, or text equal to
+    a choice."""
+    answer_map: dict[str, int | str] = {}
+    """Raw answer -> index (or text), applied before answer_format, case-insensitive:
+    `{ False = 0, True = 1 }`."""
+    target: str = "{answer}"
+    """generate: the expected text; placeholders {answer} (the gold text) and {letter}."""
 
-    template: str  # the prompt, Python format syntax: {question}, {context}, any `fields` name, {choices}
-    instruction: str = ""  # put once before the few-shot examples (lm-eval's `description`)
-    target_delimiter: str = " "  # between prompt and continuation (lm-eval's default)
+    template: str
+    """The prompt, in Python format syntax: {question}, {context}, any `fields` name, {choices}
+    (the options as `A. ...` lines); write `{{` for a literal brace."""
+    instruction: str = ""
+    """Put once before the few-shot examples (lm-eval's `description`)."""
+    target_delimiter: str = " "
+    """Between prompt and continuation (lm-eval's default)."""
     fewshot_delimiter: str = "\n\n"
-    fewshot_path: str | None = None  # the split few-shot examples come from (never the scored split)
+    """Between few-shot examples."""
+    fewshot_path: str | None = Field(None, examples=["bench/dev.jsonl"])
+    """The split few-shot examples come from (never the scored split)."""
     num_fewshot: int = Field(0, ge=0)
-    # first_n: the split's first k rows, for every item (lm-eval's `first_n`, so an export
-    # reproduces the prompts exactly); random: k rows drawn once with the seed.
+    """Few-shot examples before each item."""
     fewshot_sampler: Literal["first_n", "random"] = "first_n"
-    stop: list[str] = ["\n"]  # generate: where the answer ends
+    """first_n: the split's first k rows, for every item (lm-eval's `first_n`, so an export
+    reproduces the prompts exactly); random: k rows drawn once with the seed."""
+    stop: list[str] = ["\n"]
+    """generate: where the answer ends."""
 
     language: str
+    """The items' ISO 639 language code."""
     license: str
-    redistribute: bool = True  # False (e.g. CC-BY-ND): read in place, no item text leaves the file
+    """The benchmark's SPDX license (or `LicenseRef-...`)."""
+    redistribute: bool = True
+    """False (e.g. CC-BY-ND): read in place; no item text leaves the file."""
     description: str = ""
+    """What the benchmark measures, for the report."""
     citation: str = ""
+    """How to cite it."""
 
     @field_validator("language")
     @classmethod
@@ -115,47 +156,70 @@ class BenchmarkSpec(BaseModel):
 
 
 class EvaluateSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    """Benchmarks to score: spec names or groups shipped in soberan/evaluate/specs/ (kobest, nsmc,
+    kmmlu_criminal_law, thai_exam, belebele_sea, global_mmlu_lite_sea, xcopa_sea, exams_ar_vi,
+    acva_arabic, indonlu) or declared below. Guide and spec format: docs/evaluate.md"""
 
-    # Benchmarks to score: spec names (`kobest_copa`) or groups (`kobest`, `belebele_sea`).
-    sets: list[str] = []
-    # Folders of extra spec files (*.toml with [[benchmark]] tables), relative to the workspace.
+    model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
+
+    sets: list[str] = Field([], examples=[["kobest"]])
+    """Benchmarks to score: spec names (`kobest_copa`) or groups (`kobest`, `belebele_sea`)."""
     spec_dirs: list[str] = []
-    # Benchmarks declared in this config (same keys as a spec file's [[benchmark]] table).
-    benchmarks: list[BenchmarkSpec] = []
-    # Where `${shared_data}` in a spec path points; None: $SOBERAN_SHARED_DATA.
-    shared_data: str | None = None
+    """Folders of your own spec files (*.toml with [[benchmark]] tables), relative to the
+    workspace."""
+    benchmarks: list[BenchmarkSpec] = Field([], examples=[[{
+        "name": "civil_service_exam", "path": "bench/civil_service_2024.jsonl", "question": "question",
+        "choices": ["a", "b", "c", "d"], "answer": "answer", "answer_format": "letter",
+        "template": "{question}\n{choices}\n$answer_cue", "continuation": "letter", "language": "$lang",
+        "license": "LicenseRef-$jurisdiction-Public-Domain"}]])
+    """A benchmark of your own, no code needed: the same keys as a spec file's [[benchmark]]
+    table."""
+    shared_data: str | None = Field(None, examples=["../shared/data"])
+    """What `${shared_data}` in a spec path means; unset: $SOBERAN_SHARED_DATA."""
 
-    # Models to score side by side; empty: the train stage's latest model. The first is the
-    # reference the others are compared against.
-    compare: list[str] = []
-    limit: int | None = Field(None, ge=1)  # items per set (the first N), for quick runs
-    num_fewshot: int | None = Field(None, ge=0)  # None: each spec's own
-    seed: int = 1234  # few-shot sampling and the bootstrap
-    batch_size: int = Field(16, ge=1)  # (context, continuation) pairs per forward pass
-    max_length: int = Field(1024, ge=8)  # tokens; longer prompts lose their left part (as lm-eval)
-    max_new_tokens: int = Field(32, ge=1)  # generate sets
-    device: str = "auto"  # auto | cpu | cuda | cuda:N
-    bootstrap: int = Field(1000, ge=100)  # bootstrap resamples for every 95% CI
+    compare: list[str] = Field([], examples=[["model/final", "model-baseline/final"]])
+    """Models to score side by side; empty: the train stage's latest model. The first is the
+    reference the others are compared against."""
+    limit: int | None = Field(None, ge=1, examples=[200])
+    """Items per set (the first N), for quick runs; unset: all."""
+    num_fewshot: int | None = Field(None, ge=0, examples=[0])
+    """Few-shot examples for every set; unset: each spec's own (KMMLU: 5). A set without a few-shot
+    split stays 0-shot, noted in the result."""
+    seed: int = 1234
+    """Seed of the few-shot draw (`random` sampler) and the bootstrap."""
+    batch_size: int = Field(16, ge=1)
+    """(prompt, continuation) pairs per forward pass."""
+    max_length: int = Field(1024, ge=8)
+    """Tokens; longer prompts lose their left part, as in lm-eval."""
+    max_new_tokens: int = Field(32, ge=1)
+    """Tokens generated for generate sets."""
+    device: str = "auto"
+    """auto, cpu, cuda or cuda:N; without CUDA the stage says why and scores on the CPU."""
+    bootstrap: int = Field(1000, ge=100)
+    """Bootstrap resamples for every 95% CI."""
 
-    # Held-out bits per byte, per language, on the train stage's held-out split (one unit per
-    # row: a document, or a paragraph of a long one), in windows of each model's context.
     bpb: bool = True
+    """Held-out bits per byte, per language, on the workspace's held-out split (one unit per row: a
+    document, or a paragraph of a long one), in windows of each model's context."""
     bpb_max_units: int | None = Field(200, ge=1, validation_alias=AliasChoices("bpb_max_units", "bpb_max_docs"))
-    # Below this many held-out units in a language, its bits per byte get no CI and no
-    # difference is claimed: a bootstrap over a handful of documents is not an interval.
+    """Held-out units (documents or paragraphs) scored per language."""
     min_heldout_units: int = Field(30, ge=2)
-    # An answer position taken on more than this share of a set's items flags the model as
-    # degenerate on that set (two-choice sets: halfway to 1); no comparison with it is significant.
+    """Below this many held-out units in a language, its bits per byte get no CI and no difference
+    is claimed ("too few held-out units"): a bootstrap over a handful of documents is not an
+    interval."""
     degenerate_share: float = Field(0.5, gt=0.0, lt=1.0)
+    """An answer position taken on more than this share of a set's items flags the model as
+    degenerate on that set (two-choice sets: halfway to 1); no comparison with it is
+    significant."""
 
-    # Fixed national prompts answered greedily by every model, shown side by side in the report
-    # (soberan/evaluate/prompts.toml, or a file of the same shape relative to the workspace).
     prompts: bool = True
-    prompts_file: str | None = None
+    """Fixed national prompts answered greedily by every model, shown side by side in the report."""
+    prompts_file: str | None = Field(None, examples=["prompts.toml"])
+    """Your own prompts, relative to the workspace; unset: soberan/evaluate/prompts.toml."""
     prompt_max_new_tokens: int = Field(48, ge=1)
+    """Tokens generated per prompt."""
 
-    # Contamination: an item is flagged when a window of `contamination_chars` normalized
-    # characters of its text also occurs in the training corpus (see contamination.py).
     contamination: bool = True
+    """Flag items whose text also occurs in the training corpus (soberan.evaluate.contamination)."""
     contamination_chars: int = Field(50, ge=8)
+    """A window of this many normalized characters shared with the corpus counts as overlap."""
