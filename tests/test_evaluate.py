@@ -124,20 +124,25 @@ def _overfit(model, tok, texts: list[str], steps: int = 150):
 
 @pytest.fixture(scope="module")
 def tiny_models(tmp_path_factory):
-    """Two checkpoints with one tokenizer: `trained` (overfit on the gold answers) and `untrained`."""
+    """Two checkpoints with one tokenizer: `trained` (overfit on the gold answers) and `untrained`.
+
+    Built once per session and read only: test_evaluate_stats and test_report import this
+    fixture too, and would otherwise each train the same models again."""
     import torch
 
     # One thread: on a shared 2-core machine, a second spinning thread makes each step 10x slower.
     torch.set_num_threads(1)
-    root = tmp_path_factory.mktemp("models")
+    root = tmp_path_factory.getbasetemp() / "evaluate-tiny-models"
+    out = {name: root / name for name in ("trained", "untrained")}
+    if (root / "built").exists():
+        return out
     tok = _tokenizer(_train_texts())
     trained = _model(tok, seed=0)
     _overfit(trained, tok, _train_texts())
-    out = {}
     for name, m in (("trained", trained), ("untrained", _model(tok, seed=1))):
-        m.save_pretrained(root / name)
-        tok.save_pretrained(root / name)
-        out[name] = root / name
+        m.save_pretrained(out[name])
+        tok.save_pretrained(out[name])
+    (root / "built").touch()
     return out
 
 

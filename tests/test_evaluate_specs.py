@@ -199,6 +199,7 @@ def test_lm_eval_export_matches_soberan_and_lm_eval_schema(workspace, tmp_path):
         TaskConfig(**cfg)
 
 
+@pytest.mark.slow  # renders ten shipped benchmarks' records
 def test_lm_eval_export_of_shipped_specs(workspace, shared_data, monkeypatch, tmp_path):
     from soberan.evaluate.specs import resolve_names, with_paths
     from soberan.evaluate.export import export_lm_eval

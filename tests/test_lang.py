@@ -123,8 +123,8 @@ def test_hangul_jamo_composition_and_width():
 
 
 def test_korean_repeated_lines_are_segmented_once_with_the_same_morphemes(monkeypatch):
-    """Kiwi is asked once per distinct line (a repeated line comes from the memo, with the same
-    morphemes a fresh Kiwi gives), except for lines too long to keep, which are asked each time."""
+    """Kiwi is asked once per distinct line (a repeated line comes from the memo, with the
+    morphemes Kiwi gave it), except for lines too long to keep, which are asked each time."""
     import uuid
 
     from kiwipiepy import Kiwi
@@ -136,18 +136,19 @@ def test_korean_repeated_lines_are_segmented_once_with_the_same_morphemes(monkey
     heading, body = f"제{n}조(목적) 이 법은 국민의 권리를 보장함을 목적으로 한다.", f"대통령은 {n}번째 국가의 원수이다."
     long = "x" * (ko_mod.MEMO_MAX_LINE + 1) + str(n)
     text = "\n".join([heading, body, heading, long, heading, long])
-    fresh = Kiwi()
-    want = [t.form for line in text.split("\n") for t in fresh.tokenize(line)]
-    asked: list[str] = []
+    asked: list[tuple[str, list[str]]] = []
     tokenize = Kiwi.tokenize
 
     def counting(self, text, *args, **kwargs):
-        asked.append(text)
-        return tokenize(self, text, *args, **kwargs)
+        tokens = tokenize(self, text, *args, **kwargs)
+        asked.append((text, [t.form for t in tokens]))
+        return tokens
 
     monkeypatch.setattr(Kiwi, "tokenize", counting)
-    assert ko_mod.words(text) == want
-    assert asked == [heading, body, long, long]  # the heading twice from the memo; the long line not kept
+    got = ko_mod.words(text)
+    assert [line for line, _ in asked] == [heading, body, long, long]  # the heading twice from the memo
+    kiwi = dict(asked)
+    assert got == [t for line in text.split("\n") for t in kiwi[line]] and len(kiwi[heading]) > 5
 
 
 def test_arabic_normalization():

@@ -417,6 +417,7 @@ def _sdpa_calls(model, **inputs) -> tuple[float, list[tuple[bool, bool]]]:
     return float(torch.compile(model, backend=backend)(**inputs).loss), calls
 
 
+@pytest.mark.slow  # torch.compile
 def test_causal_sdpa_keeps_the_causal_kernel_when_compiled():
     from soberan.train.model import build_model, llama_config, register_causal_sdpa
 
@@ -439,6 +440,7 @@ def test_causal_sdpa_keeps_the_causal_kernel_when_compiled():
     assert calls and all(masked for masked, _ in calls) and loss == pytest.approx(eager_padded, abs=1e-5)
 
 
+@pytest.mark.slow  # torch.compile
 def test_compiled_run_trains_the_same_model_and_saves_plain_weights(tiny_ws):
     from typer.testing import CliRunner
 
@@ -489,6 +491,7 @@ def _train_in_child(root: str) -> None:
     run(Workspace.open(root))
 
 
+@pytest.mark.slow  # a training process killed, then resumed
 def test_resume_after_kill_matches_an_uninterrupted_run(tiny_ws, tmp_path):
     import multiprocessing as mp
     import shutil
@@ -523,6 +526,7 @@ def test_resume_after_kill_matches_an_uninterrupted_run(tiny_ws, tmp_path):
     assert resumed.token_shares == clean.token_shares
 
 
+@pytest.mark.slow  # two torch.distributed processes
 def test_two_processes_train_the_same_model_as_one(tiny_ws, tmp_path):
     import shutil
 
