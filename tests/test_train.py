@@ -552,6 +552,18 @@ def test_two_processes_train_the_same_model_as_one(tiny_ws, tmp_path):
     assert rec["meta"]["token_shares"] == single.token_shares
 
 
+def test_launch_entry_point_runs_train_with_its_arguments(workspace, monkeypatch, capsys):
+    """The entry point torchrun and `accelerate launch` start in every process (the two-process
+    run above is slow): it passes its arguments to `soberan train`."""
+    from soberan.train import launch
+
+    monkeypatch.setattr(sys, "argv", ["launch", "-w", str(workspace.root)])
+    with pytest.raises(SystemExit) as e:
+        launch.main()
+    out = capsys.readouterr()
+    assert e.value.code == 2 and "no curated corpus in the ledger" in out.out + out.err
+
+
 def test_missing_upstream_is_a_clear_error(workspace):
     from typer.testing import CliRunner
 
