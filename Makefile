@@ -1,13 +1,15 @@
 # Two commands set everything up on a fresh machine: `make demo` and `make test`.
 # Both create .venv when missing and reinstall only when pyproject.toml changed, so after the
 # first run they need no network.
+# `make test` leaves out the tests marked slow (the end-to-end runs); `make test-all` runs every
+# test, and is what CI runs (.ci/run).
 
 PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test install clean bench
+.PHONY: demo test test-all install clean bench
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -27,6 +29,9 @@ demo: $(STAMP)
 	bash scripts/demo.sh
 
 test: $(STAMP)
+	$(BIN)/python -m pytest -q -m 'not slow'
+
+test-all: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 clean:

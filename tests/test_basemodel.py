@@ -205,6 +205,7 @@ def test_builtin_base_is_pinned(workspace):
     assert f.name.endswith(".gguf") and b.license == "Apache-2.0"
 
 
+@pytest.mark.slow  # the stages end to end on a GGUF base
 def test_a_gguf_base_is_adapted_through_the_stages(workspace, tiny_gguf):
     """tokenizer (keep the GGUF's own) → train (continued pretraining of the imported base): the
     GGUF is converted once, and the model's ledger record names the import."""

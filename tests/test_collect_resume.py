@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from test_collect import KO, docs_of, rejections, sources
 
 from soberan.collect import run
@@ -91,6 +92,7 @@ def _ws(tmp_path: Path, name: str, d: Path, shard_docs: int = 100) -> Workspace:
     return Workspace.open(ws.root)
 
 
+@pytest.mark.slow  # a collect process killed twice, then resumed
 def test_killed_twice_then_resumed_equals_uninterrupted(tmp_path):
     n = 6_000
     d = _records(tmp_path, n)

@@ -194,6 +194,7 @@ def test_domain_rules():
     assert normalize_url("HTTP://WWW.Korea.KR:80/a#x") == "http://www.korea.kr/a"
 
 
+@pytest.mark.slow  # a crawl killed, then resumed
 def test_killed_crawl_resumes_to_the_same_pages(workspace, site, tmp_path):
     def chain(s: Site) -> dict:
         routes = {"/robots.txt": (200, {"Content-Type": "text/plain"}, b"User-agent: *\nAllow: /\n")}

@@ -9,23 +9,25 @@ from test_curate_fixtures import make_workspace, write_raw
 from test_curate_run import INDONESIAN, _snapshot, indonesian_corpus
 
 
-def _curate(root, batch_size: int, docs: list[dict]):
+def _curate(root, batch_size: int, docs: list[dict], workers: int = 1):
     from soberan.curate import run
 
     ws = make_workspace(root, lang="id", jurisdiction="ID",
                         curate_toml=f"batch_size = {batch_size}\n" + INDONESIAN)
     write_raw(ws, docs, shard_docs=10)
-    s = run(ws, workers=1)
+    s = run(ws, workers=workers)
     return ws, s
 
 
-@pytest.mark.parametrize("batch_size", [1, 3])
-def test_small_batches_over_several_shards_equal_one_batch(tmp_path, batch_size):
+# Batches of 1 on a 2-worker pool (its forkserver and preload too) in the fast tests; batches of 3
+# in one process with the slow ones.
+@pytest.mark.parametrize("batch_size, workers", [(1, 2), pytest.param(3, 1, marks=pytest.mark.slow)])
+def test_small_batches_over_several_shards_equal_one_batch(tmp_path, batch_size, workers):
     from soberan.curate.steps import DECISION_SCHEMA, decisions_table
 
     docs = indonesian_corpus(40)  # 48 documents, 5 shards; PII in one batch, copies in others
     ref, s_ref = _curate(tmp_path / "ref", 1000, docs)
-    ws, s = _curate(tmp_path / "small", batch_size, docs)
+    ws, s = _curate(tmp_path / "small", batch_size, docs, workers)
     assert s.shards == 5 and s.input_docs == 48
     assert s.output_docs == s_ref.output_docs < 48  # the copies went
     assert _snapshot(ws) == _snapshot(ref)

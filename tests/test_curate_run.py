@@ -112,6 +112,7 @@ def _start_and_wait_for(ws_root, workers: int, folder):
     return proc
 
 
+@pytest.mark.slow  # a run killed, then resumed
 def test_kill_and_resume_gives_the_same_output(tmp_path):
     """Kill a run in its first pass and again in its second; the resumed run's shards, decisions
     and stats equal those of an uninterrupted run."""
@@ -131,6 +132,7 @@ def test_kill_and_resume_gives_the_same_output(tmp_path):
     assert _snapshot(ws) == _snapshot(ref)
 
 
+@pytest.mark.slow  # starts a local Ray cluster
 def test_ray_executor_gives_the_same_output(tmp_path):
     pytest.importorskip("ray")
     docs = indonesian_corpus(40, seed=5)
@@ -271,6 +273,7 @@ def test_threshold_overrides_from_the_config(tmp_path):
                        curate_toml="[curate.quality.thresholds.id]\nmin_wordz = 5\n")
 
 
+@pytest.mark.slow  # a process pool killed, then resumed
 def test_killed_pool_run_leaves_no_process_behind_and_resumes(tmp_path):
     """SIGKILL a run on a 2-worker pool: its forkserver and workers go with it (none is left
     idle holding a model), and the run resumed on the pool gives the uninterrupted output."""

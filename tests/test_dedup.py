@@ -78,6 +78,7 @@ def test_clusters_chains_exact_copies_and_first_kept(tmp_path):
     assert not (pass_dir / "dedup.duckdb").exists()
 
 
+@pytest.mark.slow  # a subprocess under a memory limit
 def test_resolution_stays_within_a_small_memory_limit(tmp_path):
     """120k documents x 14 bands (1.7M band keys, 27 MB as raw integers, several times that in
     DuckDB's window and hash tables) resolved with a 32 MB limit: DuckDB spills to disk."""

@@ -124,20 +124,25 @@ def _overfit(model, tok, texts: list[str], steps: int = 150):
 
 @pytest.fixture(scope="module")
 def tiny_models(tmp_path_factory):
-    """Two checkpoints with one tokenizer: `trained` (overfit on the gold answers) and `untrained`."""
+    """Two checkpoints with one tokenizer: `trained` (overfit on the gold answers) and `untrained`.
+
+    Built once per session and read only: test_evaluate_stats and test_report import this
+    fixture too, and would otherwise each train the same models again."""
     import torch
 
     # One thread: on a shared 2-core machine, a second spinning thread makes each step 10x slower.
     torch.set_num_threads(1)
-    root = tmp_path_factory.mktemp("models")
+    root = tmp_path_factory.getbasetemp() / "evaluate-tiny-models"
+    out = {name: root / name for name in ("trained", "untrained")}
+    if (root / "built").exists():
+        return out
     tok = _tokenizer(_train_texts())
     trained = _model(tok, seed=0)
     _overfit(trained, tok, _train_texts())
-    out = {}
     for name, m in (("trained", trained), ("untrained", _model(tok, seed=1))):
-        m.save_pretrained(root / name)
-        tok.save_pretrained(root / name)
-        out[name] = root / name
+        m.save_pretrained(out[name])
+        tok.save_pretrained(out[name])
+    (root / "built").touch()
     return out
 
 
@@ -215,13 +220,24 @@ def test_scorer_knows_the_answers_it_was_trained_on(tiny_models):
 
 
 def test_context_whitespace_moves_to_the_continuation(tiny_models):
-    from soberan.evaluate.models import load_model
-    from soberan.evaluate.scoring import _encode_pair
+    """A trailing space of the context is scored as part of the continuation (lm-eval's rule), and
+    the context is conditioned on BOS: the score equals one forward pass over BOS + the text."""
+    import torch
 
-    _, tok = load_model(tiny_models["trained"], "cpu")
-    a = _encode_pair(tok, "답: ", "사과", tok.bos_token_id)
-    b = _encode_pair(tok, "답:", " 사과", tok.bos_token_id)
-    assert a == b and a[0][0] == tok.bos_token_id
+    from soberan.evaluate.models import load_model
+    from soberan.evaluate.scoring import loglikelihoods
+
+    model, tok = load_model(tiny_models["trained"], "cpu")
+    [a] = loglikelihoods(model, tok, [("답: ", "사과")], batch_size=1, max_length=256)
+    [b] = loglikelihoods(model, tok, [("답:", " 사과")], batch_size=1, max_length=256)
+    assert a == b
+    ctx = tok("답:", add_special_tokens=False)["input_ids"]
+    seq = [tok.bos_token_id] + tok("답: 사과", add_special_tokens=False)["input_ids"]
+    assert seq[1:1 + len(ctx)] == ctx and len(seq) > 1 + len(ctx)
+    with torch.no_grad():
+        lp = torch.log_softmax(model(torch.tensor([seq])).logits[0].float(), -1)
+    want = sum(float(lp[i - 1, seq[i]]) for i in range(1 + len(ctx), len(seq)))
+    assert a.logprob == pytest.approx(want, abs=1e-4)
 
 
 def test_compare_run_offline(workspace, tiny_models, no_network):

@@ -169,7 +169,9 @@ def test_shared_data_unset_is_a_clear_error(workspace, monkeypatch):
 
 
 def test_lm_eval_export_matches_soberan_and_lm_eval_schema(workspace, tmp_path):
-    from soberan.evaluate.export import TASKCONFIG_KEYS, _jinja_env, export_lm_eval
+    import jinja2
+
+    from soberan.evaluate.export import TASKCONFIG_KEYS, export_lm_eval
     from soberan.evaluate.specs import load_items, load_spec, render
 
     ws = _quiz_ws(workspace)
@@ -179,9 +181,11 @@ def test_lm_eval_export_matches_soberan_and_lm_eval_schema(workspace, tmp_path):
     cfg = yaml.safe_load((tmp_path / "tasks" / "soberan_quiz.yaml").read_text())
     assert set(cfg) <= TASKCONFIG_KEYS and cfg["output_type"] == "multiple_choice"
     assert cfg["dataset_path"] == "json" and cfg["dataset_kwargs"]["data_files"]["test"] == specs[0].path
-    # Render as lm-eval does (its Jinja environment, the doc's fields as variables).
+    # Render as lm-eval does: its Jinja environment (lm_eval/utils.py: BaseLoader, StrictUndefined),
+    # the doc's fields as variables.
     rec = QUIZ[2]
-    env = _jinja_env()
+    env = jinja2.Environment(loader=jinja2.BaseLoader(), undefined=jinja2.StrictUndefined,
+                             keep_trailing_newline=True)
     assert env.from_string(cfg["doc_to_text"]).render(**rec) == render(specs[0], load_items(specs[0])[2])
     assert env.from_string(cfg["doc_to_choice"]).render(**rec) == "['A', 'B', 'C', 'D']"
     assert env.from_string(cfg["doc_to_target"]).render(**rec) == "2"
@@ -195,6 +199,7 @@ def test_lm_eval_export_matches_soberan_and_lm_eval_schema(workspace, tmp_path):
         TaskConfig(**cfg)
 
 
+@pytest.mark.slow  # renders ten shipped benchmarks' records
 def test_lm_eval_export_of_shipped_specs(workspace, shared_data, monkeypatch, tmp_path):
     from soberan.evaluate.specs import resolve_names, with_paths
     from soberan.evaluate.export import export_lm_eval

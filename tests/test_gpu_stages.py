@@ -5,6 +5,7 @@ three stages run without the libraries the GPU box lacks; and `benchmarks/gpu_st
 
 from __future__ import annotations
 
+import pytest
 import torch
 from test_train import reopen, tiny_ws  # noqa: F401  (tiny_ws is a fixture)
 
@@ -114,6 +115,7 @@ def _box_python(tmp_path, code: str):
                                "HF_HUB_OFFLINE": "1"})
 
 
+@pytest.mark.slow  # three fresh interpreters import the stages
 def test_train_evaluate_and_serve_import_nothing_the_gpu_box_lacks(tmp_path):
     code = f"""
 import sys
@@ -143,7 +145,7 @@ def test_the_box_site_leaves_out_what_is_neither_on_the_image_nor_carried(tmp_pa
     assert "duckdb" not in CARRY  # 25 MB that no stage on the box uses
 
 
-@__import__("pytest").mark.slow
+@pytest.mark.slow
 def test_cpu_rehearsal_of_the_gpu_script_runs_every_part(tmp_path):
     """`benchmarks/gpu_stages.sh --cpu-rehearsal`: a tiny slice prepared by soberan, then train,
     kill and resume, evaluate, serve (batched against one at a time) and a CPU load of the

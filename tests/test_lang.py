@@ -122,16 +122,33 @@ def test_hangul_jamo_composition_and_width():
     assert ko.words(conjoining) == ko.words("한국어")
 
 
-def test_korean_repeated_lines_are_segmented_once_with_the_same_morphemes():
+def test_korean_repeated_lines_are_segmented_once_with_the_same_morphemes(monkeypatch):
+    """Kiwi is asked once per distinct line (a repeated line comes from the memo, with the
+    morphemes Kiwi gave it), except for lines too long to keep, which are asked each time."""
+    import uuid
+
+    from kiwipiepy import Kiwi
+
     from soberan.lang import ko as ko_mod
 
-    heading, body = "제1조(목적) 이 법은 국민의 권리를 보장함을 목적으로 한다.", "대통령은 국가의 원수이다."
-    text = "\n".join([heading, body, heading, "x" * (ko_mod.MEMO_MAX_LINE + 1), heading])
-    fresh = [t for line in text.split("\n") for t in ko_mod._segment(line)]  # Kiwi, no memo
-    ko_mod._line_words.cache_clear()
-    assert ko_mod.words(text) == fresh
-    info = ko_mod._line_words.cache_info()
-    assert (info.hits, info.misses) == (2, 2)  # the heading twice from the memo; the long line not kept
+    # Lines no earlier test segmented: the memo is per process.
+    n = uuid.uuid4().int % 10**9
+    heading, body = f"제{n}조(목적) 이 법은 국민의 권리를 보장함을 목적으로 한다.", f"대통령은 {n}번째 국가의 원수이다."
+    long = "x" * (ko_mod.MEMO_MAX_LINE + 1) + str(n)
+    text = "\n".join([heading, body, heading, long, heading, long])
+    asked: list[tuple[str, list[str]]] = []
+    tokenize = Kiwi.tokenize
+
+    def counting(self, text, *args, **kwargs):
+        tokens = tokenize(self, text, *args, **kwargs)
+        asked.append((text, [t.form for t in tokens]))
+        return tokens
+
+    monkeypatch.setattr(Kiwi, "tokenize", counting)
+    got = ko_mod.words(text)
+    assert [line for line, _ in asked] == [heading, body, long, long]  # the heading twice from the memo
+    kiwi = dict(asked)
+    assert got == [t for line in text.split("\n") for t in kiwi[line]] and len(kiwi[heading]) > 5
 
 
 def test_arabic_normalization():

@@ -234,12 +234,12 @@ def test_same_verdicts_as_datatrove(en, monkeypatch):
 
 def test_ngram_statistics_by_hash_equal_the_string_definitions():
     """The repetition filter compares n-grams by hash; on random texts with many repeats its
-    statistics equal datatrove's string definitions (joined n-grams, first-seen wins ties)."""
+    statistics equal datatrove's string definitions (joined n-grams, first-seen wins ties), on
+    texts with and without a repeated 5-gram (which skip the duplicate scan)."""
     import random
     from collections import Counter
 
-    import soberan.curate.quality as q
-    from soberan.curate.minhash import word_hashes
+    from soberan.curate.quality import DUP_N, TOP_N, gopher_repetition_signals
 
     def top_ref(words, n):
         grams = Counter(" ".join(words[i:i + n]) for i in range(len(words) - n + 1))
@@ -261,11 +261,13 @@ def test_ngram_statistics_by_hash_equal_the_string_definitions():
 
     rng = random.Random(7)
     vocab = ["가", "나라", "국민은", "the", "law", "x", "법률", "ก", "cộng", "hòa"]
+    pack = get_pack("en")
+    distinct = 0
     for _ in range(300):
-        words = [rng.choice(vocab[:rng.randint(2, len(vocab))]) for _ in range(rng.randint(0, 60))]
-        h = word_hashes(words)
-        for n in (2, 3, 4):
-            assert q._top_ngram_chars(words, h, n) == top_ref(words, n), (words, n)
-        for n in (5, 6, 8):
-            assert q._dup_ngram_chars(words, h, n) == dup_ref(words, n), (words, n)
-            assert q._all_distinct(h, n) == (dup_ref(words, n) == 0)
+        words = [rng.choice(vocab[:rng.randint(2, len(vocab))]) for _ in range(rng.randint(1, 60))]
+        text = " ".join(words)
+        s = gopher_repetition_signals(text, pack, words)
+        assert s["top_n_grams"] == {n: top_ref(words, n) / len(text) for n in TOP_N}, words
+        assert s["dup_n_grams"] == {n: dup_ref(words, n) / len(text) for n in DUP_N}, words
+        distinct += dup_ref(words, DUP_N[0]) == 0
+    assert 0 < distinct < 300  # both paths taken

@@ -217,6 +217,7 @@ def test_a_failed_ledger_shows_in_the_report_and_the_exit_code(tmp_path):
     assert "cannot be read" in f["read_errors"][0] and f["funnel"]["available"] is False
 
 
+@pytest.mark.slow  # headless Chromium
 @pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed")
 def test_report_renders_in_headless_chromium(built, tmp_path):
     playwright = pytest.importorskip("playwright.sync_api")

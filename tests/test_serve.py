@@ -337,6 +337,7 @@ def test_stalled_connections_are_closed(strict, sent):
     assert b" 408 " in got.split(b"\r\n")[0]
 
 
+@pytest.mark.slow  # waits out the 5 s keep-alive
 def test_a_body_promised_to_a_public_route_does_not_hold_the_connection(strict):
     """/health answers without reading a body; a client that promised one and sends nothing
     must not keep the connection open forever after the answer."""
@@ -562,6 +563,7 @@ def test_serving_opens_no_outbound_connection(served, monkeypatch, tiny):
 CHROMIUM = Path("/usr/bin/chromium")
 
 
+@pytest.mark.slow  # headless Chromium
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium at /usr/bin/chromium")
 def test_chat_page_streams_a_korean_answer_in_chromium(served):
     sync_api = pytest.importorskip("playwright.sync_api")
@@ -654,6 +656,7 @@ def test_audit_log_holds_every_request_and_verifies(served, tmp_path):
 
 # --- the command itself ---------------------------------------------------------------------
 
+@pytest.mark.slow  # `soberan serve` in its own process
 def test_serve_command_runs_locked_down(served, tiny, tmp_path):
     """`soberan serve --model ...` in its own process: health open, everything else keyed."""
     with socket.socket() as s:

@@ -39,6 +39,7 @@ def doc_bearing_files(ws):
     return out
 
 
+@pytest.mark.slow  # rebuilds every stage
 def test_takedown_of_a_source_reaches_every_artifact_and_the_rebuild_leaves_it_out(ws):
     raw = read_corpus(ws.stage_dir("collect"))
     news_ids = set(raw.filter(pc.equal(raw.column("source"), "news")).column("id").to_pylist())

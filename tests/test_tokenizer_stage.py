@@ -117,6 +117,7 @@ def test_second_run_is_up_to_date(extended):
     assert len(ws.ledger.records()) == n
 
 
+@pytest.mark.slow  # a tokenizer run killed, then resumed
 def test_killed_extension_resumes_from_counted_shards(tmp_path, monkeypatch):
     from soberan.tokenizer import extend, run
 

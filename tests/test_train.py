@@ -417,6 +417,7 @@ def _sdpa_calls(model, **inputs) -> tuple[float, list[tuple[bool, bool]]]:
     return float(torch.compile(model, backend=backend)(**inputs).loss), calls
 
 
+@pytest.mark.slow  # torch.compile
 def test_causal_sdpa_keeps_the_causal_kernel_when_compiled():
     from soberan.train.model import build_model, llama_config, register_causal_sdpa
 
@@ -439,6 +440,7 @@ def test_causal_sdpa_keeps_the_causal_kernel_when_compiled():
     assert calls and all(masked for masked, _ in calls) and loss == pytest.approx(eager_padded, abs=1e-5)
 
 
+@pytest.mark.slow  # torch.compile
 def test_compiled_run_trains_the_same_model_and_saves_plain_weights(tiny_ws):
     from typer.testing import CliRunner
 
@@ -489,6 +491,7 @@ def _train_in_child(root: str) -> None:
     run(Workspace.open(root))
 
 
+@pytest.mark.slow  # a training process killed, then resumed
 def test_resume_after_kill_matches_an_uninterrupted_run(tiny_ws, tmp_path):
     import multiprocessing as mp
     import shutil
@@ -523,6 +526,7 @@ def test_resume_after_kill_matches_an_uninterrupted_run(tiny_ws, tmp_path):
     assert resumed.token_shares == clean.token_shares
 
 
+@pytest.mark.slow  # two torch.distributed processes
 def test_two_processes_train_the_same_model_as_one(tiny_ws, tmp_path):
     import shutil
 
@@ -546,6 +550,18 @@ def test_two_processes_train_the_same_model_as_one(tiny_ws, tmp_path):
     for k in a:
         assert torch.allclose(a[k], b[k], atol=1e-4), k
     assert rec["meta"]["token_shares"] == single.token_shares
+
+
+def test_launch_entry_point_runs_train_with_its_arguments(workspace, monkeypatch, capsys):
+    """The entry point torchrun and `accelerate launch` start in every process (the two-process
+    run above is slow): it passes its arguments to `soberan train`."""
+    from soberan.train import launch
+
+    monkeypatch.setattr(sys, "argv", ["launch", "-w", str(workspace.root)])
+    with pytest.raises(SystemExit) as e:
+        launch.main()
+    out = capsys.readouterr()
+    assert e.value.code == 2 and "no curated corpus in the ledger" in out.out + out.err
 
 
 def test_missing_upstream_is_a_clear_error(workspace):
