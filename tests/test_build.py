@@ -11,7 +11,7 @@ from test_build_fakes import FAKES, fake_runner, make_fake_workspace, offline_en
 
 from soberan.build import BuildError, run, stage_status
 from soberan.documents import read_corpus
-from soberan.workspace import STAGE_ORDER
+from soberan.stages import build_order
 
 
 @pytest.fixture
@@ -31,10 +31,10 @@ def test_first_build_runs_every_stage_in_order_then_skips_them(ws):
         return fake_runner(w, stage)
 
     first = run(ws, runner=spy)
-    assert order == list(STAGE_ORDER)
+    assert order == list(build_order())
     assert all(r.action == "ran" and r.artifact for r in first.stages)
     second = run(ws, runner=spy)
-    assert order == list(STAGE_ORDER)  # nothing ran again
+    assert order == list(build_order())  # nothing ran again
     assert set(actions(second).values()) == {"skipped"}
     assert ws.ledger.verify() == []
 
@@ -70,7 +70,7 @@ def test_changed_source_file_reruns_collect_and_everything_downstream(ws):
     assert st.reasons == ["source files or settings changed: laws"] and not st.rebuild
     s = run(ws, runner=fake_runner)
     assert actions(s)["collect"] == "ran"  # collect redoes the changed source by itself
-    assert [r.stage for r in s.stages if r.action == "rebuilt"] == list(STAGE_ORDER[1:])
+    assert [r.stage for r in s.stages if r.action == "rebuilt"] == list(build_order()[1:])
     reasons = {r.stage: r.reason for r in s.stages}
     assert "input raw (collect/corpus) changed" in reasons["curate"]
     assert ws.ledger.verify() == []

@@ -24,14 +24,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from soberan import stages
+
 if TYPE_CHECKING:  # soberan.config imports this package for CurateSettings: no import cycle
     from soberan.workspace import Workspace
 
 STAGE = "curate"
-# The config sections this stage reads: hashed into each artifact it records, and what
-# `soberan build` compares to decide whether the stage must run again.
-# The project's languages choose the packs; [evaluate] names the benchmarks to decontaminate against.
-CONFIG_SECTIONS = (STAGE, "project", "evaluate")
+# The config sections this stage reads (the stage registry keeps them, and says why): hashed into
+# each artifact it records, and what `soberan build` compares to decide whether it must run again.
+CONFIG_SECTIONS = stages.get(STAGE).config_sections
 VERSION = "1"  # bump when a step's behaviour changes, so a resumed run does not mix versions
 
 

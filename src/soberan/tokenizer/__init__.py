@@ -26,14 +26,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from soberan import stages
+
 if TYPE_CHECKING:  # soberan.config imports this package for its settings: no import cycle
     from soberan.tokenizer.config import TokenizerSettings
     from soberan.workspace import Workspace
 
 STAGE = "tokenizer"
-# The config sections this stage reads: hashed into each artifact it records, and what
-# `soberan build` compares to decide whether the stage must run again.
-CONFIG_SECTIONS = (STAGE, "heldout")
+# The config sections this stage reads (the stage registry keeps them): hashed into each artifact
+# it records, and what `soberan build` compares to decide whether the stage must run again.
+CONFIG_SECTIONS = stages.get(STAGE).config_sections
 VERSION = "1"  # bump when the output for the same input and settings changes
 LABELS = {"extend": "extended", "replace": "trained"}
 
