@@ -118,15 +118,6 @@ def _reset(ws: Workspace, work: Path, out: Path, fingerprint: str) -> None:
                                                       "earlier curate outputs and decisions removed")
 
 
-def _up_to_date(ws: Workspace, raw_art: dict, config_hash: str) -> dict | None:
-    art = ws.ledger.latest_artifact(STAGE, "corpus")
-    if not art or art["inputs"] != [raw_art["hash"]] or art["config_hash"] != config_hash:
-        return None
-    if not ws.unchanged(ws.root / art["path"], art["sha256"]):
-        return None
-    return art
-
-
 def run(ws: Workspace, *, executor: str | None = None, workers: int | None = None,
         ray_address: str | None = None, force: bool = False) -> CurateSummary:
     """Curate the newest collected corpus of the workspace into `curated/`. `executor`,
@@ -135,6 +126,7 @@ def run(ws: Workspace, *, executor: str | None = None, workers: int | None = Non
     from soberan.curate.shard import ShardTask
     from soberan.curate.stats import build_stats, summary_of
     from soberan.documents import check_shards, shard_paths, write_text_atomic
+    from soberan.freshness import freshness
     from soberan.ui import console, progress
 
     t0 = time.monotonic()
@@ -151,7 +143,9 @@ def run(ws: Workspace, *, executor: str | None = None, workers: int | None = Non
     check_shards(inputs)
     config_hash = cfg.section_hash(*CONFIG_SECTIONS)
     out = ws.stage_dir(STAGE)
-    if not force and (art := _up_to_date(ws, raw_art, config_hash)):
+    fresh = freshness(ws, STAGE, config_hash=config_hash, inputs={"collect": raw_art}, takedowns=False)
+    if not force and fresh.current:
+        art = fresh.artifact
         stats = json.loads((out / "stats.json").read_text())
         s = summary_of(stats, len(inputs))
         s.path, s.up_to_date, s.artifact, s.seconds = out, True, art, time.monotonic() - t0
