@@ -238,3 +238,26 @@ def test_hash_cache_reads_a_file_again_only_when_it_changed(tmp_path, monkeypatc
     reads.clear()
     d.tree_sha256(folder, fresh)
     assert reads == ["b.bin", "new.bin"]  # modified within RACY_NS of being hashed
+
+
+def test_freshness_is_the_one_check_and_explains_itself(ws):
+    """What build, curate and tokenizer ask: the same answer, with its reasons; a stage run on
+    its own (takedowns=False) leaves take-down marks to the build."""
+    from soberan.freshness import freshness
+    from soberan.report.takedown import request_takedown
+
+    run(ws, runner=fake_runner)
+    assert all(freshness(ws, s).current for s in build_order())
+    tok = freshness(ws, "tokenizer", meta={"version": "0"})  # what the tokenizer checks beside
+    assert tok.reasons == ["version changed since it was made"] and not tok.rebuild
+    assert freshness(ws, "tokenizer", config_hash="other").reasons == ["config changed ([tokenizer], [heldout])"]
+
+    request_takedown(ws, by="url", value="https://law.example.kr/a", reason="rights holder")
+    f = freshness(ws, "curate")
+    assert f.rebuild and f.reasons and all(r.startswith("stale: ") for r in f.reasons)
+    assert freshness(ws, "curate", takedowns=False).current
+    assert stage_status(ws, "curate").reasons == f.reasons
+
+    (ws.root / "curated" / "stats.json").write_text("{}")
+    f = freshness(ws, "curate", takedowns=False)
+    assert f.reasons == ["curated was changed since it was recorded"] and f.rebuild
