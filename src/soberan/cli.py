@@ -1,5 +1,6 @@
 """The `soberan` command. One subcommand per stage module, so the CLI is the table of contents:
-`soberan collect` → `soberan/collect/`, `soberan curate` → `soberan/curate/`, and so on.
+`soberan collect` → `soberan/collect/`, `soberan curate` → `soberan/curate/`, and so on. The stage
+registry (`soberan.stages`) lists each stage's subcommands; `register` attaches them.
 
 Stage modules' `cli.py` files import only typer at module level; the heavy libraries (torch,
 transformers, ray) load inside the commands, so `soberan --help` stays fast.
@@ -105,13 +106,13 @@ def lineage(doc_id: str = typer.Argument(..., help="A document id."), workspace:
     console.print("  present in: " + (", ".join(lin.present_in) or "no later stage"))
 
 
-def register(target: typer.Typer, registry=None) -> typer.Typer:
+def register(target: typer.Typer) -> typer.Typer:
     """Attach each stage's subcommands, as the stage registry (`soberan.stages`) lists them, to
     `target`. Only the stages' `cli` modules load here (typer only at their top), so this stays
     fast; a module that fails to import is an error, not a silently missing command."""
     from soberan import stages
 
-    for stage in stages.STAGES if registry is None else registry:
+    for stage in stages.STAGES:
         for cmd in stage.commands:
             obj = stages.load(cmd.target)
             if isinstance(obj, typer.Typer):

@@ -2,10 +2,10 @@
 
 The stages, their order and what each is made from come from the stage registry
 (`soberan.stages`); whether a stage is current is decided by `soberan.freshness`, the same check
-curate and tokenizer make when run on their own. A stage is current when its last recorded artifact still verifies (its content hash matches the
-files), was made from the upstream artifacts that are current now (same paths, same content
-hashes), under the config section it would use now, from the same source files (collect), and no
-take-down marked it stale. Anything else reruns, and a rerun that changes its output makes every
+curate and tokenizer make when run on their own. A stage is current when its last recorded
+artifact still verifies (its content hash matches the files), was made from the upstream
+artifacts that are current now (same paths, same content hashes), under the config sections it
+would use now, from the same source files (collect), and no take-down marked it stale. Anything else reruns, and a rerun that changes its output makes every
 stage downstream rerun too, because their recorded inputs no longer match. Content hashes, not
 record ids, decide: a stage that reruns and writes the same bytes leaves downstream alone.
 

@@ -336,7 +336,6 @@ def _exclusive(ws: Workspace) -> Iterator[None]:
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-
 @dataclass(frozen=True)
 class Fingerprint:
     """A source's fingerprint: its settings, the policy, and its input files' paths, sizes and
@@ -362,6 +361,7 @@ def source_fingerprints(ws: Workspace) -> dict[str, Fingerprint]:
         out[s.name] = Fingerprint(plan_source(ws.config, s).fingerprint,
                                   st.fingerprint if st is not None and st.complete else None)
     return out
+
 
 def _takedown_rules(ws: Workspace):
     from soberan.takedown import load_rules
