@@ -64,6 +64,19 @@ TOY = {
         CONFIG_SECTIONS = stages.get("toy").config_sections
 
 
+        def _greeting_file(ws):
+            p = ws.config.resolve(ws.config.toy.greeting_file)
+            return p.read_text() if p.exists() else None
+
+
+        def config_hash(ws):
+            """[toy] and the greeting file it names, by content."""
+            import hashlib
+
+            body = ws.config.section_hash(*CONFIG_SECTIONS) + repr(_greeting_file(ws))
+            return hashlib.sha256(body.encode()).hexdigest()
+
+
         def run(ws):
             """Count the evaluated models into toy/count.txt."""
             import json
@@ -72,10 +85,9 @@ TOY = {
             n = len(json.loads((ws.root / res["path"]).read_text())["models"])
             out = ws.stage_dir("toy")
             out.mkdir(parents=True, exist_ok=True)
-            (out / "count.txt").write_text(f"{ws.config.toy.greeting} {n}\\n")
+            (out / "count.txt").write_text(f"{_greeting_file(ws) or ws.config.toy.greeting} {n}\\n")
             return ws.ledger.record_artifact(stage="toy", kind="count", path=out / "count.txt",
-                                             inputs=[res["hash"]],
-                                             config_hash=ws.config.section_hash(*CONFIG_SECTIONS))
+                                             inputs=[res["hash"]], config_hash=config_hash(ws))
     ''',
     "config.py": '''
         from pydantic import BaseModel, ConfigDict
@@ -84,6 +96,7 @@ TOY = {
         class ToySettings(BaseModel):
             model_config = ConfigDict(extra="forbid")
             greeting: str = "models:"
+            greeting_file: str = "greeting.txt"  # wins over `greeting` when it exists
     ''',
     "template.toml": '''
         [toy]
@@ -115,7 +128,8 @@ def toy_registry(tmp_path, monkeypatch):
     for name, body in TOY.items():
         (pkg / name).write_text(textwrap.dedent(body).lstrip())
     monkeypatch.syspath_prepend(str(tmp_path / "pkgs"))
-    toy = stages.Stage("toy", "toystage", "toy", config_sections=("toy",), main_artifact="count",
+    toy = stages.Stage("toy", "toystage", "toy", config_sections=("toy",), config_hash="toystage:config_hash",
+                       config_also="the greeting file", main_artifact="count",
                        upstream=("evaluate",), built=True, settings="toystage.config:ToySettings",
                        commands=(stages.Command("toy", "toystage.cli:toy"),))
     monkeypatch.setattr(stages, "STAGES", stages.STAGES + (toy,))
@@ -147,13 +161,17 @@ def test_a_new_stage_gets_a_command_a_folder_a_config_section_and_a_place_in_the
     (ws.root / "soberan.toml").write_text(text.replace("[toy]\n", "[toy]\nnope = 1\n"))
     with pytest.raises(ConfigError, match="toy.nope: unknown key"):
         load_config(ws.root)
-    (ws.root / "soberan.toml").write_text(text.replace("[toy]\n", '[toy]\ngreeting = "evaluated:"\n'))
+    (ws.root / "soberan.toml").write_text(text.replace("[toy]\n", '[toy]\ngreeting = "counted:"\n'))
     from soberan.workspace import Workspace
 
     ws = Workspace.open(ws.root)
     again = run(ws, runner=runner)
     assert [(r.stage, r.action, r.reason) for r in again.stages if r.action != "skipped"] == [
-        ("toy", "rebuilt", "config changed ([toy])")]
+        ("toy", "rebuilt", "config changed ([toy] or the greeting file)")]
+    (ws.root / "greeting.txt").write_text("evaluated:")  # what its config hash covers beside [toy]
+    again = run(ws, runner=runner)
+    assert [(r.stage, r.reason) for r in again.stages if r.action != "skipped"] == [
+        ("toy", "config changed ([toy] or the greeting file)")]
 
     # And the CLI has its subcommand.
     res = CliRunner().invoke(toy_registry.app, ["toy", "-w", str(ws.root)])

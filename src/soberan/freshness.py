@@ -41,8 +41,10 @@ def current_main(ws: Workspace, stage: str) -> dict | None:
 
 
 def stage_config_hash(ws: Workspace, stage: str) -> str:
-    """The hash of the config sections the stage declares in the registry, as it records it."""
-    return ws.config.section_hash(*stages.get(stage).config_sections)
+    """The config hash the stage records with its artifacts: its registry `config_hash` function
+    where it names one, else the hash of the config sections the registry lists for it."""
+    st = stages.get(stage)
+    return stages.load(st.config_hash)(ws) if st.config_hash else ws.config.section_hash(*st.config_sections)
 
 
 def upstream_now(ws: Workspace, stage: str) -> dict[str, dict | None]:
@@ -87,7 +89,9 @@ def freshness(ws: Workspace, stage: str, *, config_hash: str | None = None,
             reasons.append(f"{a['path']} was changed since it was recorded")
             rebuild = True
     if art.get("config_hash") != config_hash:
-        reasons.append(f"config changed ([{'], ['.join(stages.get(stage).config_sections)}])")
+        st = stages.get(stage)
+        also = f" or {st.config_also}" if st.config_also else ""
+        reasons.append(f"config changed ([{'], ['.join(st.config_sections)}]{also})")
     by_hash = {r["hash"]: r for r in led.records("artifact")}
     used = {}
     for u in (by_hash[h] for h in art.get("inputs", []) if h in by_hash):

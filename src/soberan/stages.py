@@ -36,6 +36,10 @@ class Stage:
     # The config sections hashed into each artifact it records: what `soberan build` compares
     # to decide whether the stage must run again. The stage's own code reads them from here.
     config_sections: tuple[str, ...] = ()
+    # "module:function(ws) -> str" for a stage whose config hash covers more than its sections
+    # (files the config names, read by content), and how a rebuild's reason names that more.
+    config_hash: str | None = None
+    config_also: str = ""
     main_artifact: str | None = None  # the artifact kind that marks the stage as done
     upstream: tuple[str, ...] = ()  # stages whose main artifact it is made from
     built: bool = False  # `soberan build` runs it
