@@ -117,10 +117,6 @@ def main_artifacts() -> dict[str, str]:
     return {s.name: s.main_artifact for s in STAGES if s.main_artifact}
 
 
-def upstream() -> dict[str, tuple[str, ...]]:
-    return {s.name: s.upstream for s in STAGES if s.built}
-
-
 def load(target: str):
     """Import what a dotted "module:attribute" names."""
     module, _, attr = target.partition(":")
