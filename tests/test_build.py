@@ -11,7 +11,7 @@ from test_build_fakes import FAKES, fake_runner, make_fake_workspace, offline_en
 
 from soberan.build import BuildError, run, stage_status
 from soberan.documents import read_corpus
-from soberan.workspace import STAGE_ORDER
+from soberan.stages import build_order
 
 
 @pytest.fixture
@@ -31,10 +31,10 @@ def test_first_build_runs_every_stage_in_order_then_skips_them(ws):
         return fake_runner(w, stage)
 
     first = run(ws, runner=spy)
-    assert order == list(STAGE_ORDER)
+    assert order == list(build_order())
     assert all(r.action == "ran" and r.artifact for r in first.stages)
     second = run(ws, runner=spy)
-    assert order == list(STAGE_ORDER)  # nothing ran again
+    assert order == list(build_order())  # nothing ran again
     assert set(actions(second).values()) == {"skipped"}
     assert ws.ledger.verify() == []
 
@@ -70,7 +70,7 @@ def test_changed_source_file_reruns_collect_and_everything_downstream(ws):
     assert st.reasons == ["source files or settings changed: laws"] and not st.rebuild
     s = run(ws, runner=fake_runner)
     assert actions(s)["collect"] == "ran"  # collect redoes the changed source by itself
-    assert [r.stage for r in s.stages if r.action == "rebuilt"] == list(STAGE_ORDER[1:])
+    assert [r.stage for r in s.stages if r.action == "rebuilt"] == list(build_order()[1:])
     reasons = {r.stage: r.reason for r in s.stages}
     assert "input raw (collect/corpus) changed" in reasons["curate"]
     assert ws.ledger.verify() == []
@@ -175,9 +175,7 @@ def test_build_cli(ws, monkeypatch):
     import soberan.build as build
     from soberan.cli import app
 
-    real = build.stage_module
-    monkeypatch.setattr(build, "stage_module", lambda s: types.SimpleNamespace(
-        run=FAKES[s], CONFIG_SECTIONS=real(s).CONFIG_SECTIONS))
+    monkeypatch.setattr(build, "stage_module", lambda s: types.SimpleNamespace(run=FAKES[s]))
     r = CliRunner().invoke(app, ["build", "-w", str(ws.root)])
     assert r.exit_code == 0, r.output
     assert "build done" in r.output and "5 stage(s) ran" in r.output
@@ -238,3 +236,26 @@ def test_hash_cache_reads_a_file_again_only_when_it_changed(tmp_path, monkeypatc
     reads.clear()
     d.tree_sha256(folder, fresh)
     assert reads == ["b.bin", "new.bin"]  # modified within RACY_NS of being hashed
+
+
+def test_freshness_is_the_one_check_and_explains_itself(ws):
+    """What build, curate and tokenizer ask: the same answer, with its reasons; a stage run on
+    its own (takedowns=False) leaves take-down marks to the build."""
+    from soberan.freshness import freshness
+    from soberan.report.takedown import request_takedown
+
+    run(ws, runner=fake_runner)
+    assert all(freshness(ws, s).current for s in build_order())
+    tok = freshness(ws, "tokenizer", meta={"version": "0"})  # what the tokenizer checks beside
+    assert tok.reasons == ["version changed since it was made"] and not tok.rebuild
+    assert freshness(ws, "tokenizer", config_hash="other").reasons == ["config changed ([tokenizer], [heldout])"]
+
+    request_takedown(ws, by="url", value="https://law.example.kr/a", reason="rights holder")
+    f = freshness(ws, "curate")
+    assert f.rebuild and f.reasons and all(r.startswith("stale: ") for r in f.reasons)
+    assert freshness(ws, "curate", takedowns=False).current
+    assert stage_status(ws, "curate").reasons == f.reasons
+
+    (ws.root / "curated" / "stats.json").write_text("{}")
+    f = freshness(ws, "curate", takedowns=False)
+    assert f.reasons == ["curated was changed since it was recorded"] and f.rebuild

@@ -365,7 +365,8 @@ jurisdiction = "KR"
 
 
 def test_takedown_requests_are_honoured(workspace, tmp_path):
-    takedown = pytest.importorskip("soberan.takedown")
+    from soberan.report.takedown import request_takedown
+
     d = tmp_path / "t"
     d.mkdir()
     (d / "a.txt").write_text(KO)
@@ -379,9 +380,9 @@ license = "CC0-1.0"
 jurisdiction = "KR"
 """)
     run(ws, show_progress=False)
-    takedown.request_takedown(ws, by="url", value="b.*", reason="rights holder request")
+    request_takedown(ws, by="url", value="b.*", reason="rights holder request")
     res = run(Workspace.open(ws.root), fresh=True, show_progress=False).sources[0]
     assert [r["url"] for r in docs_of(ws)] == ["a.txt"] and res.rules == {"takedown": 1}
-    takedown.request_takedown(ws, by="source", value="t", reason="whole source withdrawn")
+    request_takedown(ws, by="source", value="t", reason="whole source withdrawn")
     res = run(Workspace.open(ws.root), show_progress=False).sources[0]
     assert res.status == "taken down" and docs_of(ws) == []

@@ -16,8 +16,9 @@ from test_build_fakes import fake_runner, make_fake_workspace, offline_env  # no
 from soberan.build import stage_status
 from soberan.build import run as build
 from soberan.documents import read_corpus, shard_paths
-from soberan.takedown import (TakedownRules, glob_to_like, is_taken_down, load_rules, request_takedown,
-                              stale_marks, takedown_mask, taken_down_ids)
+from soberan.report.takedown import request_takedown
+from soberan.takedown import (TakedownRules, glob_to_like, is_taken_down, load_rules, stale_marks, takedown_mask,
+                              taken_down_ids)
 
 
 @pytest.fixture

@@ -1,5 +1,6 @@
 """The `soberan` command. One subcommand per stage module, so the CLI is the table of contents:
-`soberan collect` → `soberan/collect/`, `soberan curate` → `soberan/curate/`, and so on.
+`soberan collect` → `soberan/collect/`, `soberan curate` → `soberan/curate/`, and so on. The stage
+registry (`soberan.stages`) lists each stage's subcommands; `register` attaches them.
 
 Stage modules' `cli.py` files import only typer at module level; the heavy libraries (torch,
 transformers, ray) load inside the commands, so `soberan --help` stays fast.
@@ -105,40 +106,23 @@ def lineage(doc_id: str = typer.Argument(..., help="A document id."), workspace:
     console.print("  present in: " + (", ".join(lin.present_in) or "no later stage"))
 
 
-def _register() -> None:
-    """Attach each stage's commands. A stage whose module is missing is left out, not fatal."""
-    import importlib
+def register(target: typer.Typer) -> typer.Typer:
+    """Attach each stage's subcommands, as the stage registry (`soberan.stages`) lists them, to
+    `target`. Only the stages' `cli` modules load here (typer only at their top), so this stays
+    fast; a module that fails to import is an error, not a silently missing command."""
+    from soberan import stages
 
-    for module, attr, name in [
-        ("soberan.collect.cli", "collect", "collect"),
-        ("soberan.curate.cli", "curate", "curate"),
-        ("soberan.curate.cli", "calibrate", "calibrate"),
-        ("soberan.tokenizer.cli", "app", "tokenizer"),
-        ("soberan.train.cli", "train", "train"),
-        ("soberan.evaluate.cli", "evaluate", "evaluate"),
-        ("soberan.serve.cli", "serve", "serve"),
-        ("soberan.serve.cli", "keys_app", "keys"),
-        ("soberan.serve.cli", "audit_app", "audit"),
-        ("soberan.report.cli", "report", "report"),
-        ("soberan.report.cli", "takedown", "takedown"),
-        ("soberan.build.cli", "build", "build"),
-    ]:
-        try:
-            mod = importlib.import_module(module)
-        except ModuleNotFoundError as e:
-            if e.name == module:
-                continue
-            raise
-        obj = getattr(mod, attr, None)
-        if obj is None:
-            continue
-        if isinstance(obj, typer.Typer):
-            app.add_typer(obj, name=name)
-        else:
-            app.command(name=name)(obj)
+    for stage in stages.STAGES:
+        for cmd in stage.commands:
+            obj = stages.load(cmd.target)
+            if isinstance(obj, typer.Typer):
+                target.add_typer(obj, name=cmd.name)
+            else:
+                target.command(name=cmd.name)(obj)
+    return target
 
 
-_register()
+register(app)
 
 
 def main() -> None:  # pragma: no cover - console entry

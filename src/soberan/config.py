@@ -3,7 +3,8 @@
 Every section is a small pydantic model with ``extra="forbid"``, so an unknown key, a wrong type,
 an unknown SPDX license or an unknown ISO code is an error that names the key and the file before
 any stage starts work. Each stage owns its section's model in ``soberan/<stage>/config.py``; this
-module only assembles them.
+module only assembles them, in the order and under the names the stage registry
+(``soberan.stages``) gives, without importing any stage by name.
 """
 
 from __future__ import annotations
@@ -19,13 +20,8 @@ from typing import Annotated, Any, Literal
 from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator,
                       model_validator)
 
-from soberan.collect.config import CollectSettings
-from soberan.curate.config import CurateSettings
-from soberan.evaluate.config import EvaluateSettings
+from soberan import stages
 from soberan.heldout import HeldoutSettings
-from soberan.serve.config import ServeSettings
-from soberan.tokenizer.config import TokenizerSettings
-from soberan.train.config import TrainSettings
 
 CONFIG_NAME = "soberan.toml"
 
@@ -224,17 +220,13 @@ class Source(Strict):
         return self
 
 
-class Config(Strict):
+class ConfigBase(Strict):
+    """The sections every workspace has; `Config` adds one section per stage with settings."""
+
     project: Project
     policy: Policy
     sources: list[Source] = []
-    collect: CollectSettings = CollectSettings()
-    curate: CurateSettings = CurateSettings()
     heldout: HeldoutSettings = HeldoutSettings()  # the one held-out split (soberan.heldout)
-    tokenizer: TokenizerSettings = TokenizerSettings()
-    train: TrainSettings = TrainSettings()
-    evaluate: EvaluateSettings = EvaluateSettings()
-    serve: ServeSettings = ServeSettings()
 
     # Where the file was read from; relative paths in the config resolve against its folder.
     _path: Path | None = None
@@ -252,6 +244,24 @@ class Config(Strict):
         dump = self.model_dump(mode="json")
         body = {n: dump.get(n) for n in names}
         return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+
+@lru_cache(maxsize=4)
+def config_model(registry: tuple[stages.Stage, ...]) -> type[ConfigBase]:
+    """The `Config` model for a stage registry: the common sections plus `[<stage>]` for each
+    stage that declares a settings model, each defaulting to its model's defaults."""
+    from pydantic import create_model
+
+    fields: dict[str, Any] = {}
+    for st in registry:
+        if st.settings:
+            model = stages.load(st.settings)
+            fields[st.name] = (model, model())
+    return create_model("Config", __base__=ConfigBase, __module__=__name__, **fields)
+
+
+# The model of the shipped registry, for type hints and code that builds a config in memory.
+Config = config_model(stages.STAGES)
 
 
 def _format_errors(err: ValidationError, path: Path) -> str:
@@ -279,7 +289,7 @@ def load_config(path: str | Path) -> Config:
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: not valid TOML: {e}") from None
     try:
-        cfg = Config.model_validate(raw)
+        cfg = config_model(stages.STAGES).model_validate(raw)
     except ValidationError as e:
         raise ConfigError(_format_errors(e, path)) from None
     cfg._path = path.resolve()

@@ -11,21 +11,9 @@ from functools import cached_property
 from pathlib import Path
 from string import Template
 
+from soberan import stages
 from soberan.config import CONFIG_NAME, Config, ConfigError, check_country, check_language, load_config
 from soberan.ledger import Ledger
-
-# One folder per stage, named for what it holds.
-STAGE_DIRS = {
-    "collect": "raw",
-    "curate": "curated",
-    "tokenizer": "tokenizer",
-    "train": "model",
-    "evaluate": "eval",
-    "serve": "serve",
-    "report": "report",
-}
-STAGE_ORDER = ("collect", "curate", "tokenizer", "train", "evaluate")
-TEMPLATE_SECTIONS = ("collect", "curate", "tokenizer", "train", "evaluate", "serve")
 
 
 @dataclass
@@ -67,7 +55,11 @@ class Workspace:
             self.hash_cache.save()
 
     def stage_dir(self, stage: str) -> Path:
-        return self.root / STAGE_DIRS[stage]
+        """The stage's folder, named for what it holds (the registry's `folder`)."""
+        folder = stages.get(stage).folder
+        if folder is None:
+            raise KeyError(f"stage {stage!r} has no workspace folder")
+        return self.root / folder
 
 
 def package_file(*parts: str) -> Path:
@@ -181,9 +173,9 @@ def render_config(name: str, lang: str, jurisdiction: str, demo: bool = False) -
     parts = [Template(package_file("templates", "head.toml").read_text()).substitute(values)]
     parts.append(Template(package_file("templates", "demo_sources.toml" if demo else "sources.toml")
                           .read_text()).substitute(values))
-    for stage in TEMPLATE_SECTIONS:
-        t = package_file(stage, "template.toml")
-        if t.exists():
+    for stage in stages.STAGES:
+        t = stages.package_file(stage, "template.toml") if stage.settings else None
+        if t is not None and t.exists():
             parts.append(Template(t.read_text()).safe_substitute(values))
     text = "\n".join(p.rstrip() + "\n" for p in parts)
     for section, keys in (DEMO_VALUES if demo else {}).items():

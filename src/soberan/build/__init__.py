@@ -1,9 +1,11 @@
 """`soberan build`: run collect → curate → tokenizer → train → evaluate, skipping what is current.
 
-A stage is current when its last recorded artifact still verifies (its content hash matches the
-files), was made from the upstream artifacts that are current now (same paths, same content
-hashes), under the config section it would use now, from the same source files (collect), and no
-take-down marked it stale. Anything else reruns, and a rerun that changes its output makes every
+The stages, their order and what each is made from come from the stage registry
+(`soberan.stages`); whether a stage is current is decided by `soberan.freshness`, the same check
+curate and tokenizer make when run on their own. A stage is current when its last recorded
+artifact still verifies (its content hash matches the files), was made from the upstream
+artifacts that are current now (same paths, same content hashes), under the config sections it
+would use now, from the same source files (collect), and no take-down marked it stale. Anything else reruns, and a rerun that changes its output makes every
 stage downstream rerun too, because their recorded inputs no longer match. Content hashes, not
 record ids, decide: a stage that reruns and writes the same bytes leaves downstream alone.
 
@@ -24,20 +26,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from soberan import stages
 from soberan.build.airgap import OFFLINE_ENV, airgap
-from soberan.workspace import STAGE_ORDER, Workspace
-
-# The artifact that marks a stage as done, and the upstream stages whose main artifact it must be
-# made from (train reads both the curated corpus and the tokenizer).
-MAIN_ARTIFACT = {"collect": "corpus", "curate": "corpus", "tokenizer": "tokenizer",
-                 "train": "model", "evaluate": "results"}
-UPSTREAM = {"collect": (), "curate": ("collect",), "tokenizer": ("curate",),
-            "train": ("curate", "tokenizer"), "evaluate": ("train",)}
-# Collect is incremental by design: it recollects a source whose files or settings changed and
-# drops a source removed from the config, keeping the rest. Every other stage starts from an
-# empty folder when what it was made from changed, so no old output leaks into the new one.
-INCREMENTAL = {"collect"}
-
+from soberan.freshness import current_main, freshness, stage_config_hash
+from soberan.workspace import Workspace
 
 OFFLINE_ENV_KEYS = tuple(OFFLINE_ENV)
 
@@ -78,50 +70,18 @@ class BuildSummary:
 # --- what a stage would be made from ----------------------------------------------------------
 
 def stage_module(stage: str):
-    return importlib.import_module(f"soberan.{stage}")
+    return importlib.import_module(stages.get(stage).package)
 
 
-def stage_config_hash(ws: Workspace, stage: str) -> str:
-    """The config hash a stage records with its artifact: the hash of the config sections the
-    stage itself declares (`soberan.<stage>.CONFIG_SECTIONS`)."""
-    return ws.config.section_hash(*stage_module(stage).CONFIG_SECTIONS)
-
-
-def source_fingerprints(ws: Workspace) -> dict[str, str]:
-    """Per source, collect's own fingerprint of it (its settings, the policy, and its input
-    files' paths, sizes and mtimes), so a file added to a source folder or changed in place makes
-    collect run though soberan.toml did not change. A crawl's fingerprint covers its seeds and
-    settings; what a site serves today is not knowable without fetching it (`--only collect`)."""
-    from soberan.collect.stage import plan_source
-
-    return {s.name: plan_source(ws.config, s).fingerprint for s in ws.config.sources}
-
-
-def _collected_fingerprints(ws: Workspace) -> dict[str, str | None]:
-    """What collect's resume state says each source was last collected from (None: unfinished)."""
-    from soberan.collect.shards import load_state
-
-    raw = ws.stage_dir("collect")
-    out = {}
-    for s in ws.config.sources:
-        st = load_state(raw, s.name)
-        out[s.name] = st.fingerprint if st is not None and st.complete else None
-    return out
-
-
-def _current_main(ws: Workspace, stage: str) -> dict | None:
-    # The build's train stage makes the "main" model; baselines and chat fine-tunes beside it
-    # are made by hand and must not count as its output.
-    return ws.ledger.latest_artifact(stage, MAIN_ARTIFACT[stage], role="main" if stage == "train" else None)
-
-
-def stage_key(ws: Workspace, stage: str) -> dict:
+def stage_key(ws: Workspace, stage: str, fingerprints: dict | None = None) -> dict:
+    """What a run now would be made from: the config hash, the upstream artifacts (path and
+    content hash) and, for collect, each source's fingerprint (`soberan.collect.source_fingerprints`)."""
     key: dict = {"config": stage_config_hash(ws, stage), "inputs": {}}
-    for up in UPSTREAM[stage]:
-        art = _current_main(ws, up)
+    for up in stages.get(stage).upstream:
+        art = current_main(ws, up)
         key["inputs"][up] = {"path": art["path"], "sha256": art["sha256"]} if art else None
-    if stage == "collect":
-        key["sources"] = source_fingerprints(ws)
+    if fingerprints is not None:
+        key["sources"] = {name: fp.now for name, fp in fingerprints.items()}
     return key
 
 
@@ -130,60 +90,28 @@ def _build_events(ws: Workspace, stage: str) -> list[dict]:
 
 
 def stage_status(ws: Workspace, stage: str) -> StageStatus:
-    """Is `stage` current? If not, every reason why, phrased for a person."""
-    from soberan.takedown import stale_marks
-
-    led = ws.ledger
-    key = stage_key(ws, stage)
-    art = _current_main(ws, stage)
-    missing_up = [up for up, v in key["inputs"].items() if v is None]
-    if art is None:
-        why = "no artifact yet" + (f" (and no {', '.join(missing_up)} artifact to build from)"
-                                   if missing_up else "")
-        return StageStatus(stage, False, [why], None, key)
-    reasons: list[str] = []
-    rebuild = False
-    for path, mark in stale_marks(ws).items():
-        if mark.get("stage") == stage:
-            reasons.append(f"stale: {path} ({mark.get('reason', 'marked stale')})")
-            rebuild = True
-    for a in led.artifacts():
-        if a["stage"] != stage:
-            continue
-        full = ws.root / a["path"]
-        if not full.exists():
-            reasons.append(f"{a['path']} was removed")
-            rebuild = True
-        elif not ws.unchanged(full, a["sha256"]):
-            reasons.append(f"{a['path']} was changed since it was recorded")
-            rebuild = True
-    if art.get("config_hash") != key["config"]:
-        reasons.append(f"config changed ([{'], ['.join(stage_module(stage).CONFIG_SECTIONS)}])")
-    by_hash = {r["hash"]: r for r in led.records("artifact")}
-    used = [by_hash[h] for h in art.get("inputs", []) if h in by_hash]
-    used_now = {}
-    for u in used:
-        now_ = next((c for c in led.artifacts(u["stage"], u["kind"]) if c["path"] == u["path"]), None)
-        used_now[u["path"]] = (u, now_)
-        if now_ is None:
-            reasons.append(f"input {u['path']} ({u['stage']}/{u['kind']}) is gone")
-        elif now_["sha256"] != u["sha256"]:
-            reasons.append(f"input {u['path']} ({u['stage']}/{u['kind']}) changed")
-    for up, v in key["inputs"].items():
-        if v is not None and v["path"] not in used_now:
-            reasons.append(f"not made from the current {up} artifact {v['path']}")
+    """Is `stage` current (`soberan.freshness` decides)? If not, every reason why, phrased for a
+    person. Collect also runs when a source's files or settings changed, though soberan.toml
+    did not; a source taken down whole is not collected again, so its change does not count."""
+    fingerprints = None
     if stage == "collect":
+        from soberan.collect import source_fingerprints
+
+        fingerprints = source_fingerprints(ws)
+    key = stage_key(ws, stage, fingerprints)
+    f = freshness(ws, stage, config_hash=key["config"])
+    if f.artifact is not None and fingerprints is not None:
         from soberan.takedown import load_rules
 
         gone = load_rules(ws).sources
-        have = _collected_fingerprints(ws)
-        changed = sorted(n for n, fp in key["sources"].items() if n not in gone and have.get(n) != fp)
+        changed = sorted(n for n, fp in fingerprints.items() if n not in gone and fp.changed)
         if changed:
-            reasons.append(f"source files or settings changed: {', '.join(changed)}")
+            f.reasons.append(f"source files or settings changed: {', '.join(changed)}")
     # Stale or damaged output always starts clean. Any other change means the old output
-    # describes other data: start clean too, except collect, which redoes only what changed.
-    rebuild = rebuild or (bool(reasons) and stage not in INCREMENTAL)
-    return StageStatus(stage, not reasons, reasons, art, key, rebuild=rebuild)
+    # describes other data: start clean too, except an incremental stage (collect), which redoes
+    # only what changed. A first run has nothing to clean.
+    rebuild = f.artifact is not None and (f.rebuild or (bool(f.reasons) and not stages.get(stage).incremental))
+    return StageStatus(stage, f.current, f.reasons, f.artifact, key, rebuild=rebuild)
 
 
 # --- doing it -----------------------------------------------------------------------------------
@@ -231,22 +159,23 @@ def run(ws: Workspace, *, from_stage: str | None = None, only: str | None = None
     runs before running it. `runner` calls a stage (default: `soberan.<stage>.run(ws)`);
     `on_start` and `on_stage` are told when a stage starts and ends."""
     airgap()
+    order = stages.build_order()
     for name, val in (("--from", from_stage), ("--only", only)):
-        if val is not None and val not in STAGE_ORDER:
-            raise BuildError(f"{name} {val!r}: not a stage; stages are {', '.join(STAGE_ORDER)}")
+        if val is not None and val not in order:
+            raise BuildError(f"{name} {val!r}: not a stage; stages are {', '.join(order)}")
     if from_stage and only:
         raise BuildError("use --from or --only, not both")
-    stages = [only] if only else list(STAGE_ORDER[STAGE_ORDER.index(from_stage):] if from_stage
-                                      else STAGE_ORDER)
-    forced = set(stages) if (only or from_stage) else set()
+    todo = [only] if only else list(order[order.index(from_stage):] if from_stage else order)
+    forced = set(todo) if (only or from_stage) else set()
     runner = runner or (lambda w, s: stage_module(s).run(w))
     summary = BuildSummary()
     would_run: set[str] = set()  # for a dry run: stages that would run before this one
-    for stage in stages:
+    for stage in todo:
         status = stage_status(ws, stage)
-        if dry_run and status.current and would_run & set(UPSTREAM[stage]):
+        up = set(stages.get(stage).upstream)
+        if dry_run and status.current and would_run & up:
             status.current = False
-            status.reasons = [f"upstream {', '.join(sorted(would_run & set(UPSTREAM[stage])))} runs first"]
+            status.reasons = [f"upstream {', '.join(sorted(would_run & up))} runs first"]
         if status.current and stage not in forced:
             res = StageResult(stage, "skipped", "current", artifact=status.artifact["hash"])
         else:
@@ -281,12 +210,12 @@ def run(ws: Workspace, *, from_stage: str | None = None, only: str | None = None
                                            seconds=round(time.perf_counter() - t0, 3))
                     raise
                 res.seconds = time.perf_counter() - t0
-                art = _current_main(ws, stage)
+                art = current_main(ws, stage)
                 if art is None or (not status.current and status.artifact is not None
                                    and art["seq"] <= status.artifact["seq"]):
                     # Without a new record the next build would find the same reasons again.
                     raise BuildError(f"stage {stage} finished without recording a new "
-                                     f"{MAIN_ARTIFACT[stage]} artifact")
+                                     f"{stages.get(stage).main_artifact} artifact")
                 res.artifact = art["hash"]
                 ws.ledger.record_event("build", stage=stage, phase="done", key=status.key,
                                        artifact=art["hash"], seconds=round(res.seconds, 3))

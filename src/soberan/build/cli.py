@@ -6,7 +6,9 @@ from pathlib import Path
 
 import typer
 
-STAGES = "collect, curate, tokenizer, train, evaluate"
+from soberan.stages import build_order
+
+STAGES = ", ".join(build_order())
 
 
 def build(workspace: Path = typer.Option(Path("."), "--workspace", "-w",

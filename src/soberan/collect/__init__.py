@@ -10,12 +10,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-# The config sections this stage reads: hashed into each artifact it records, and what
-# `soberan build` compares to decide whether the stage must run again.
-CONFIG_SECTIONS = ("collect", "sources", "policy")  # sources and policy decide what is read
+from soberan import stages
+
+# The config sections this stage reads (the stage registry keeps them): hashed into each artifact
+# it records, and what `soberan build` compares to decide whether the stage must run again.
+CONFIG_SECTIONS = stages.get("collect").config_sections
 
 if TYPE_CHECKING:
-    from soberan.collect.stage import CollectSummary
+    from soberan.collect.stage import CollectSummary, Fingerprint
     from soberan.workspace import Workspace
 
 
@@ -25,6 +27,14 @@ def run(ws: "Workspace", sources: list[str] | None = None, fresh: bool = False,
     from soberan.collect.stage import run as _run
 
     return _run(ws, sources=sources, fresh=fresh, show_progress=show_progress)
+
+
+def source_fingerprints(ws: "Workspace") -> "dict[str, Fingerprint]":
+    """Per source, what a run now would collect from and what it was last collected from: what
+    `soberan build` compares to decide whether collect must run (see `stage.source_fingerprints`)."""
+    from soberan.collect.stage import source_fingerprints as _fingerprints
+
+    return _fingerprints(ws)
 
 
 def config_hash(ws: "Workspace") -> str:

@@ -336,11 +336,36 @@ def _exclusive(ws: Workspace) -> Iterator[None]:
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
+@dataclass(frozen=True)
+class Fingerprint:
+    """A source's fingerprint: its settings, the policy, and its input files' paths, sizes and
+    mtimes (a crawl's: its seeds and settings; what a site serves today is not knowable without
+    fetching it)."""
+
+    now: str  # what a run now would collect from
+    collected: str | None  # what it was last collected from completely (None: never, or unfinished)
+
+    @property
+    def changed(self) -> bool:
+        return self.now != self.collected
+
+
+def source_fingerprints(ws: Workspace) -> dict[str, Fingerprint]:
+    """Per configured source, what a run now would collect from and what it was last collected
+    from, so a file added to a source folder or changed in place makes collect run though
+    soberan.toml did not change."""
+    raw = ws.stage_dir("collect")
+    out = {}
+    for s in ws.config.sources:
+        st = load_state(raw, s.name)
+        out[s.name] = Fingerprint(plan_source(ws.config, s).fingerprint,
+                                  st.fingerprint if st is not None and st.complete else None)
+    return out
+
+
 def _takedown_rules(ws: Workspace):
-    try:
-        from soberan.takedown import load_rules
-    except ImportError:  # a checkout without the take-down module
-        return None
+    from soberan.takedown import load_rules
+
     rules = load_rules(ws)
     return rules if rules else None
 

@@ -24,14 +24,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from soberan import stages
+
 if TYPE_CHECKING:  # soberan.config imports this package for CurateSettings: no import cycle
     from soberan.workspace import Workspace
 
 STAGE = "curate"
-# The config sections this stage reads: hashed into each artifact it records, and what
-# `soberan build` compares to decide whether the stage must run again.
-# The project's languages choose the packs; [evaluate] names the benchmarks to decontaminate against.
-CONFIG_SECTIONS = (STAGE, "project", "evaluate")
+# The config sections this stage reads (the stage registry keeps them, and says why): hashed into
+# each artifact it records, and what `soberan build` compares to decide whether it must run again.
+CONFIG_SECTIONS = stages.get(STAGE).config_sections
 VERSION = "1"  # bump when a step's behaviour changes, so a resumed run does not mix versions
 
 
@@ -117,15 +118,6 @@ def _reset(ws: Workspace, work: Path, out: Path, fingerprint: str) -> None:
                                                       "earlier curate outputs and decisions removed")
 
 
-def _up_to_date(ws: Workspace, raw_art: dict, config_hash: str) -> dict | None:
-    art = ws.ledger.latest_artifact(STAGE, "corpus")
-    if not art or art["inputs"] != [raw_art["hash"]] or art["config_hash"] != config_hash:
-        return None
-    if not ws.unchanged(ws.root / art["path"], art["sha256"]):
-        return None
-    return art
-
-
 def run(ws: Workspace, *, executor: str | None = None, workers: int | None = None,
         ray_address: str | None = None, force: bool = False) -> CurateSummary:
     """Curate the newest collected corpus of the workspace into `curated/`. `executor`,
@@ -134,6 +126,7 @@ def run(ws: Workspace, *, executor: str | None = None, workers: int | None = Non
     from soberan.curate.shard import ShardTask
     from soberan.curate.stats import build_stats, summary_of
     from soberan.documents import check_shards, shard_paths, write_text_atomic
+    from soberan.freshness import freshness
     from soberan.ui import console, progress
 
     t0 = time.monotonic()
@@ -150,7 +143,9 @@ def run(ws: Workspace, *, executor: str | None = None, workers: int | None = Non
     check_shards(inputs)
     config_hash = cfg.section_hash(*CONFIG_SECTIONS)
     out = ws.stage_dir(STAGE)
-    if not force and (art := _up_to_date(ws, raw_art, config_hash)):
+    fresh = freshness(ws, STAGE, config_hash=config_hash, inputs={"collect": raw_art}, takedowns=False)
+    if not force and fresh.current:
+        art = fresh.artifact
         stats = json.loads((out / "stats.json").read_text())
         s = summary_of(stats, len(inputs))
         s.path, s.up_to_date, s.artifact, s.seconds = out, True, art, time.monotonic() - t0

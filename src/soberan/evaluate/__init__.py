@@ -21,9 +21,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-# The config sections this stage reads: hashed into each artifact it records, and what
-# `soberan build` compares to decide whether the stage must run again.
-CONFIG_SECTIONS = ("evaluate",)
+from soberan import stages
+
+# The config sections this stage reads (the stage registry keeps them): hashed into each artifact
+# it records, and what `soberan build` compares to decide whether the stage must run again.
+CONFIG_SECTIONS = stages.get("evaluate").config_sections
 
 
 @dataclass

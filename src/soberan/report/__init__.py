@@ -37,10 +37,12 @@ def takedown_facts(ws: Workspace) -> list[dict]:
     after."""
     import pyarrow.parquet as pq
 
-    from soberan.build import MAIN_ARTIFACT
     from soberan.report.facts import flat_shares
-    from soberan.takedown import DOCS, find_affected, takedown_requests
+    from soberan.report.takedown import find_affected
+    from soberan.stages import main_artifacts
+    from soberan.takedown import DOCS, takedown_requests
 
+    main = main_artifacts()
     led = ws.ledger
     events = led.records("event")
     arts = led.records("artifact")
@@ -56,7 +58,7 @@ def takedown_facts(ws: Workspace) -> list[dict]:
             if e.get("event") == "stale" and e.get("takedown") == tid:
                 # An earlier report (its token cache holds document ids) is replaced by this one.
                 rebuilt = e["stage"] == "report" or any(r["seq"] > e["seq"] and (r["path"] == e["path"] or (
-                    r["stage"] == e["stage"] and MAIN_ARTIFACT.get(r["stage"]) == r["kind"])) for r in arts)
+                    r["stage"] == e["stage"] and main.get(r["stage"]) == r["kind"])) for r in arts)
                 marked.append({"path": e["path"], "stage": e["stage"], "kind": e["kind"], "docs": e.get("docs", 0),
                                "derived_from": e.get("derived_from", []), "rebuilt": rebuilt})
         models = [r for r in arts if r["stage"] == "train" and r["kind"] == "model"]

@@ -52,7 +52,7 @@ def takedown(workspace: Path = WS,
     next `soberan build` rebuilds them without those documents."""
     from rich.table import Table
 
-    from soberan.takedown import request_takedown
+    from soberan.report.takedown import request_takedown
     from soberan.ui import console, fail, print_error
     from soberan.workspace import Workspace
 

@@ -16,7 +16,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from soberan.documents import iter_batches, shard_paths, write_parquet_atomic
-from soberan.workspace import STAGE_ORDER, Workspace
+from soberan.stages import build_order
+from soberan.workspace import Workspace
 
 # The host of a URL; a document read from a local file has none and is grouped as "(local files)".
 HOST_SQL = ("coalesce(nullif(lower(regexp_extract(url, '^[A-Za-z][A-Za-z0-9+.-]*://([^/:?#]+)', 1)), ''), "
@@ -430,7 +431,7 @@ def ledger_status(ws: Workspace) -> dict:
     arts = [{"stage": a["stage"], "kind": a["kind"], "path": a["path"], "sha256": a["sha256"],
              "seq": a["seq"], "time": a["time"], "config_hash": a.get("config_hash", ""),
              "inputs": a.get("inputs", [])} for a in led.artifacts()]
-    order = {s: i for i, s in enumerate(STAGE_ORDER)}
+    order = {s: i for i, s in enumerate(build_order())}
     arts.sort(key=lambda a: (order.get(a["stage"], 99), a["seq"]))
     served = [e for e in led.records("event") if e.get("event") == "serve"]
     anchor = led.anchored()

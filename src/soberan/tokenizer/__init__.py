@@ -26,14 +26,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from soberan import stages
+
 if TYPE_CHECKING:  # soberan.config imports this package for its settings: no import cycle
     from soberan.tokenizer.config import TokenizerSettings
     from soberan.workspace import Workspace
 
 STAGE = "tokenizer"
-# The config sections this stage reads: hashed into each artifact it records, and what
-# `soberan build` compares to decide whether the stage must run again.
-CONFIG_SECTIONS = (STAGE, "heldout")
+# The config sections this stage reads (the stage registry keeps them): hashed into each artifact
+# it records, and what `soberan build` compares to decide whether the stage must run again.
+CONFIG_SECTIONS = stages.get(STAGE).config_sections
 VERSION = "1"  # bump when the output for the same input and settings changes
 LABELS = {"extend": "extended", "replace": "trained"}
 
@@ -82,6 +84,7 @@ def run(ws: Workspace, *, mode: str | None = None, base: str | None = None, new_
 
     from soberan.config import ConfigError
     from soberan.documents import shard_paths, tree_sha256
+    from soberan.freshness import freshness
     from soberan.tokenizer import corpus, extend, fertility, formats
     from soberan.ui import progress
 
@@ -101,7 +104,10 @@ def run(ws: Workspace, *, mode: str | None = None, base: str | None = None, new_
     out = ws.stage_dir(STAGE)
     final = out / "final"
 
-    if not force and (done := _up_to_date(ws, inputs, chash, base_sha)):
+    fresh = freshness(ws, STAGE, config_hash=chash, inputs={"curate": cur},
+                      meta={"base_sha256": base_sha, "version": VERSION}, takedowns=False)
+    if not force and fresh.current:
+        done = fresh.artifact
         m = done["meta"]
         return TokenizerSummary(
             m["mode"], m["base"], final, m["vocab_size"], m["base_vocab_size"], m["new_tokens"],
@@ -250,10 +256,3 @@ def workspace_eval_sets(ws: Workspace) -> list:
     plan = corpus.plan(corpus_dir, languages, ws.config.heldout) if corpus_dir else corpus.Plan(languages)
     return eval_sets(ws, s, corpus_dir, plan)
 
-
-def _up_to_date(ws: Workspace, inputs: list[str], chash: str, base_sha: str) -> dict | None:
-    art = ws.ledger.latest_artifact(STAGE, "tokenizer")
-    if (not art or art["inputs"] != inputs or art["config_hash"] != chash
-            or art["meta"].get("base_sha256") != base_sha or art["meta"].get("version") != VERSION):
-        return None
-    return art if ws.unchanged(ws.root / art["path"], art["sha256"]) else None

@@ -15,14 +15,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from soberan import stages
+
 if TYPE_CHECKING:  # soberan.config imports this package's config: nothing heavy at import time
     from soberan.workspace import Workspace
 
 __all__ = ["run", "TrainSummary", "CONFIG_SECTIONS"]
 
-# The config sections this stage reads: hashed into each artifact it records, and what
-# `soberan build` compares to decide whether the stage must run again.
-CONFIG_SECTIONS = ("train", "heldout")
+# The config sections this stage reads (the stage registry keeps them): hashed into each artifact
+# it records, and what `soberan build` compares to decide whether the stage must run again.
+CONFIG_SECTIONS = stages.get("train").config_sections
 
 
 @dataclass
