@@ -172,7 +172,15 @@ def run(ws: Workspace, *, executor: str | None = None, workers: int | None = Non
                 index.for_pack(ctx.pack(code))
 
     reports: dict = {}
-    with make_executor(executor, n_workers or 0, ray_address, cfg.project.languages) as ex, \
+    # Warm the segmenters in the forkserver for a first run only. After one, most documents are
+    # decided from their stored signals, and loading Kiwi (about 5 s a process) was most of a
+    # rerun's time (py-spy, benchmarks/curate_vs_datatrove.py); a worker that meets a changed
+    # document loads its segmenter itself.
+    from soberan.curate.signals import signals_root
+
+    stored = any(signals_root(ws.root).glob("pass*/part-*.parquet"))
+    with make_executor(executor, n_workers or 0, ray_address,
+                       () if stored else cfg.project.languages) as ex, \
             progress() as bar:
         for k, p in enumerate(passes):
             final = k == len(passes) - 1
