@@ -8,8 +8,6 @@ module only assembles them.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import re
 import tomllib
 from functools import lru_cache
@@ -20,6 +18,7 @@ from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, ValidationEr
                       model_validator)
 
 from soberan.collect.config import CollectSettings
+from soberan.common import json_sha256
 from soberan.curate.config import CurateSettings
 from soberan.evaluate.config import EvaluateSettings
 from soberan.heldout import HeldoutSettings
@@ -198,7 +197,7 @@ class Config(Strict):
         """A stable hash of the named sections, for "has this stage's config changed?"."""
         dump = self.model_dump(mode="json")
         body = {n: dump.get(n) for n in names}
-        return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+        return json_sha256(body)
 
 
 def _format_errors(err: ValidationError, path: Path) -> str:

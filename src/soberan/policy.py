@@ -28,6 +28,16 @@ def license_allowed(policy: Policy, license: str) -> bool:
     return False
 
 
+def document_violation(policy: Policy, license: str, jurisdiction: str) -> tuple[str, str] | None:
+    """(rule, reason) when a document's license or jurisdiction is not allowed, else None: the
+    one check behind collect's per-record rejections and training's refusal of a corpus."""
+    if not license_allowed(policy, license):
+        return "policy.licenses", f"license {license!r} is not allowed by policy.licenses"
+    if jurisdiction not in policy.jurisdictions:
+        return "policy.jurisdictions", f"jurisdiction {jurisdiction!r} is not allowed by policy.jurisdictions"
+    return None
+
+
 def check_source(cfg: Config, source: Source) -> None:
     p = cfg.policy
     if not license_allowed(p, source.license):

@@ -9,7 +9,6 @@ without a marker and gives the same files.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections import Counter
@@ -22,9 +21,10 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
+from soberan.common import write_json
 from soberan.curate.steps import (DOC_STEPS, EXTRA_FIELDS, Context, DocFilter, decisions_table, run_filter,
                                   set_column)
-from soberan.documents import temp_path, write_parquet_atomic, write_text_atomic
+from soberan.documents import temp_path, write_parquet_atomic
 
 
 @dataclass(frozen=True)
@@ -181,7 +181,7 @@ def run_shard(task: ShardTask) -> dict:
     counts = {"task": asdict(task), "rows_in": in_row, "rows_out": out_row, "tally": tally.rows(),
               "signals": {"measured": store.measured, "reused": store.reused},
               "seconds": round(time.perf_counter() - t0, 3), "pid": os.getpid()}
-    write_text_atomic(task.marker, json.dumps(counts, ensure_ascii=False))
+    write_json(task.marker, counts, ensure_ascii=False)
     return counts
 
 
