@@ -7,10 +7,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pyarrow as pa
+import pytest
 from test_curate_fixtures import make_workspace
 
 from soberan.curate.shard import Tally, run_step
-from soberan.curate.steps import DOC_STEPS, Context, Doc, DocFilter, DocResult, Normalize, drop, redact
+from soberan.curate.steps import (DOC_STEPS, Context, Doc, DocFilter, DocResult, Normalize, drop, redact,
+                                  run_filter)
 
 
 @dataclass
@@ -77,3 +79,16 @@ def test_filters_hold_their_own_settings(tmp_path):
     always = run_step("normalize", Normalize(ftfy="always"), batch, ctx, tally, decisions)
     assert never.column("text").to_pylist() == ["cafÃ© au lait, a long document"]
     assert always.column("text").to_pylist() == ["café au lait, a long document"]
+
+
+def test_a_filter_that_changes_an_undeclared_column_is_told_so(tmp_path):
+    @dataclass
+    class DropOnly(DocFilter):
+        writes = {}  # drops only: no column is rewritten
+
+        def decide(self, doc: Doc) -> DocResult | None:
+            return drop("short", "too short") if len(doc.text) < 10 else redact("x", "r", "changed")
+
+    ws = make_workspace(tmp_path / "ws", lang="id", jurisdiction="ID")
+    with pytest.raises(TypeError, match="DropOnly changed column 'text'"):
+        run_filter(DropOnly(), _batch(), Context(ws.root))

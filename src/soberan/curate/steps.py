@@ -1,9 +1,11 @@
 """The per-document steps of `soberan curate`, each on an Arrow table of documents.
 
-A step answers one question per document and returns an `Outcome`: the rows it kept (their text
-perhaps changed) and one decision row per document it dropped or changed, with the rule and a
-reason a person can read. Steps know nothing about shards, workers or the ledger; the runner
-(`soberan.curate.shard`) counts what each saw, kept and dropped, and writes the decisions.
+A step is a filter (`DocFilter`, or a plain function) that answers one question per document:
+its `DocResult` keeps or drops it, perhaps changes its text, and gives the rule and a reason a
+person can read. `run_filter` is the one loop over a batch: it turns the results into an
+`Outcome` (the rows kept, one decision row per document dropped or changed). Steps know nothing
+about shards, workers or the ledger; the runner (`soberan.curate.shard`) counts what each saw,
+kept and dropped, and writes the decisions.
 
 Everything language-specific comes from the document's language pack (`soberan.lang`), chosen by
 the `lang` column: the source's hint before language ID, its result after.
@@ -197,7 +199,8 @@ class DocFilter:
     (`run_filter` wraps it)."""
 
     # Columns the filter writes, in this order, with their Arrow types; every written column is
-    # rewritten from the batch's values and the results' changes.
+    # rewritten from the batch's values and the results' changes. A filter that only drops
+    # documents may set it to {}.
     writes: ClassVar[dict[str, pa.DataType]] = {"text": pa.large_string()}
     reads: ClassVar[tuple[str, ...]] = ()  # other columns `decide` reads through `doc.get`
 
@@ -234,11 +237,13 @@ def run_filter(f: DocFilter | Callable[[Doc], DocResult | None], table: pa.Table
         if r is None:
             continue
         keep[i] = r.keep
-        if r.text is not None:
-            out["text"][i] = r.text
-        if r.columns:
-            for c, v in r.columns.items():
+        try:
+            if r.text is not None:
+                out["text"][i] = r.text
+            for c, v in (r.columns or {}).items():
                 out[c][i] = v
+        except KeyError as e:
+            raise TypeError(f"{type(f).__name__} changed column {e}, which is not in its `writes`") from None
         dec.extend((i, *d) for d in r.decisions)
     f.end_batch(ctx)
     for c, type_ in f.writes.items():
