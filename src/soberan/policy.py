@@ -40,12 +40,9 @@ def document_violation(policy: Policy, license: str, jurisdiction: str) -> tuple
 
 def check_source(cfg: Config, source: Source) -> None:
     p = cfg.policy
-    if not license_allowed(p, source.license):
-        raise PolicyError(f"source {source.name!r}: license {source.license} is not allowed by "
-                          f"policy.licenses {p.licenses}")
-    if source.jurisdiction not in p.jurisdictions:
-        raise PolicyError(f"source {source.name!r}: jurisdiction {source.jurisdiction} is not allowed "
-                          f"by policy.jurisdictions {p.jurisdictions}")
+    if bad := document_violation(p, source.license, source.jurisdiction):
+        rule, why = bad
+        raise PolicyError(f"source {source.name!r}: {why} {getattr(p, rule.removeprefix('policy.'))}")
     if source.kind == "crawl":
         for url in source.urls:
             if not domain_allowed(p, url):
