@@ -104,12 +104,61 @@ def test_a_changed_threshold_decides_again_without_segmenting(tmp_path, io_pack)
     import json
 
     stats = json.loads((ws.root / "curated" / "stats.json").read_text())
-    assert stats["signals"] == {"measured": 0, "reused": len(docs)}
+    assert stats["signals"] == {"measured": 0, "reused": len(docs), "decontam_measured": 0}
     # stricter again: same output as a run from scratch with that threshold
     ws = _set_min_words(ws, 30)
     s3 = run(ws, workers=1)
     assert len(calls()) == first
     assert s3.output_docs == s1.output_docs
+
+
+def test_decontamination_decides_again_from_stored_signals(tmp_path, io_pack):
+    """With decontamination in the steps, a changed quality threshold, a changed `min_matches`
+    and a switch to `mode = "lines"` of a measured document decide again without segmenting any
+    document or benchmark item; each decision is the one a run from scratch makes."""
+    import json
+
+    from soberan.curate import run
+    from soberan.workspace import Workspace
+
+    docs = io_docs(40)
+    # two documents quote a benchmark item: one line each, long enough for 8-grams
+    item = "la homo skribis libro en la domo di la granda rivero e la bela monto"
+    docs[5]["text"] += "\n" + item.capitalize() + "."
+    docs[9]["text"] += "\n" + item.capitalize() + "."
+    bench = tmp_path / "bench.jsonl"
+    bench.write_text(json.dumps({"q": item}) + "\n")
+    steps = ('steps = ["normalize", "quality", "decontam"]\nworkers = 1\n'
+             f'[curate.decontam]\nmin_matches = 1\nfiles = [{{ name = "qa", path = "{bench}", fields = ["q"] }}]\n')
+    ws = make_workspace(tmp_path / "ws", lang="io", jurisdiction="KR",
+                        curate_toml=steps + "[curate.quality.thresholds.io]\nmin_words = 10\n")
+    write_raw(ws, docs, shard_docs=15)
+    s1 = run(ws, workers=1)
+    assert s1.dropped["decontam"] == 2
+    first = len(io_pack())
+    cfg = ws.root / "soberan.toml"
+
+    def rerun(old: str, new: str):
+        cfg.write_text(cfg.read_text().replace(old, new, 1))
+        summary = run(Workspace.open(ws.root), workers=1)
+        stats = json.loads((ws.root / "curated" / "stats.json").read_text())
+        return summary, stats
+
+    s2, st = rerun("min_words = 10", "min_words = 12")  # a quality threshold
+    assert len(io_pack()) == first and st["signals"]["decontam_measured"] == 0
+    assert s2.dropped["decontam"] == 2
+    s3, st = rerun("min_matches = 1", "min_matches = 50")  # no document shares 50 n-grams
+    assert len(io_pack()) == first and st["signals"]["decontam_measured"] == 0
+    assert "decontam" not in s3.dropped or s3.dropped["decontam"] == 0
+    s4, st = rerun("min_matches = 50", 'min_matches = 1\nmode = "lines"\nmin_kept_share = 0.1')
+    # the two quoting documents are measured again, line by line; nothing else
+    assert st["signals"]["decontam_measured"] == 2
+    assert "decontam" not in s4.dropped or s4.dropped["decontam"] == 0
+    texts = pq.read_table(next((ws.root / "curated").rglob("*.parquet")), columns=["text"]).column("text").to_pylist()
+    assert not any(item.capitalize() in t for t in texts)
+    calls = len(io_pack())
+    s5, st = rerun("min_kept_share = 0.1", "min_kept_share = 0.2")  # lines stored: nothing segmented
+    assert len(io_pack()) == calls and st["signals"]["decontam_measured"] == 0
 
 
 def test_what_if_prints_the_funnel_and_writes_nothing(tmp_path, io_pack):

@@ -9,12 +9,16 @@ words for Thai), so the rule means the same in every language.
 
 Benchmark texts come from `soberan.evaluate` (the benchmarks named in `[evaluate]`) or from files
 named in `[curate.decontam] files`. Their n-gram hashes are computed once per language and kept as
-a small Parquet file in the work folder, so every worker loads instead of re-segmenting them.
+a small Parquet file beside the stored signals, keyed by the benchmark texts, so every worker, and
+every later run, loads instead of re-segmenting them. What each document shares with them is a
+stored signal too (soberan.curate.signals): a rerun after a changed threshold (`min_matches`,
+`mode`, a quality threshold) decides again without segmenting the document.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -176,7 +180,22 @@ class Index:
                 self._by_lang[pack.code] = idx
         return self._by_lang[pack.code]
 
-    def match(self, text: str, pack: LangPack) -> Hit | None:
+    def key(self, pack: LangPack) -> str:
+        """What a document's measurement depends on besides its text: the benchmark texts, the
+        n-gram size and the pack's segmenter (not `min_matches`: that is a threshold over it)."""
+        from soberan.curate.signals import pack_key
+
+        return f"{self.digest}:{pack_key(pack)}"
+
+    @property
+    def digest(self) -> str:
+        if not hasattr(self, "_digest"):
+            body = json.dumps({"ngram": self.ngram, "texts": self.texts}, sort_keys=True, ensure_ascii=False)
+            self._digest = hashlib.sha256(body.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+        return self._digest
+
+    def best(self, text: str, pack: LangPack) -> Hit | None:
+        """The benchmark sharing the most distinct n-grams with the text, however few."""
         idx = self.for_pack(pack)
         if not idx.by_n:
             return None
@@ -188,13 +207,17 @@ class Index:
             h = np.unique(ngram_hashes(words, n))
             pos = np.minimum(np.searchsorted(hashes, h), len(hashes) - 1)
             found = pos[hashes[pos] == h]
-            if len(found) < self.min_matches:
+            if not len(found):
                 continue
             counts = np.bincount(bench[found], minlength=len(idx.names))
             b = int(counts.argmax())
-            if counts[b] >= self.min_matches and (best is None or counts[b] > best.matches):
+            if best is None or counts[b] > best.matches:
                 best = Hit(idx.names[b], int(counts[b]), n)
         return best
+
+    def match(self, text: str, pack: LangPack) -> Hit | None:
+        hit = self.best(text, pack)
+        return hit if hit is not None and hit.matches >= self.min_matches else None
 
 
     def contaminated_lines(self, text: str, pack: LangPack) -> tuple[str, int, Hit | None]:
@@ -204,6 +227,12 @@ class Index:
         hit = self.match(text, pack)
         if hit is None:
             return text, 0, None
+        bad = self.bad_lines(text, pack)
+        kept = "\n".join(ln for i, ln in enumerate(text.split("\n")) if i not in bad)
+        return kept, len(bad), hit
+
+    def bad_lines(self, text: str, pack: LangPack) -> set[int]:
+        """Numbers of the lines that hold a word of an n-gram shared with a benchmark."""
         lines = text.split("\n")
         per_line = [pack.words(ln) if ln.strip() else [] for ln in lines]
         words = [w for ws in per_line for w in ws]
@@ -216,8 +245,34 @@ class Index:
             pos = np.minimum(np.searchsorted(hashes, h), len(hashes) - 1)
             for start in np.flatnonzero(hashes[pos] == h):
                 bad[line_of[start:start + n]] = True
-        kept = "\n".join(ln for ln, b in zip(lines, bad) if not b)
-        return kept, int(bad.sum()), hit
+        return set(np.flatnonzero(bad).tolist())
+
+    def check(self, doc_id: str, text: str, pack: LangPack, lines: bool, store=None) -> tuple[Hit | None, str, int]:
+        """(hit or None, the text to keep, lines removed) under the current `min_matches` and
+        `mode` (`lines`: remove the lines that hold shared n-grams). With a ShardSignals
+        `store`, a text measured by an earlier run is decided from what was stored, without
+        segmenting it; every measurement is stored."""
+        found = None
+        if store is not None:
+            sha, found = store.decontam(doc_id, text, self.key(pack))
+            if found is not None and lines and found["matches"] and found["lines"] is None:
+                found = None  # measured in document mode: its lines were not
+        if found is None:
+            hit = self.best(text, pack)
+            found = {"benchmark": hit.benchmark if hit else None, "matches": hit.matches if hit else 0,
+                     "n": hit.n if hit else None,
+                     "lines": sorted(self.bad_lines(text, pack)) if hit is not None and lines else None}
+            if store is not None:
+                store.measured_decontam += 1
+        if store is not None:
+            store.put_decontam(doc_id, sha, self.key(pack), found)
+        if not found["matches"] or found["matches"] < self.min_matches:
+            return None, text, 0
+        hit = Hit(found["benchmark"], found["matches"], found["n"])
+        if not lines:
+            return hit, text, 0
+        bad = set(found["lines"])
+        return hit, "\n".join(ln for i, ln in enumerate(text.split("\n")) if i not in bad), len(bad)
 
 
 def load_index(ctx) -> Index | None:
@@ -225,5 +280,10 @@ def load_index(ctx) -> Index | None:
     texts = benchmark_texts(ctx.cfg)
     if not texts:
         return None
-    cache = ctx.work_dir / "decontam" if ctx.work_dir else None
-    return Index(texts, d.ngram, d.min_matches, cache)
+    index = Index(texts, d.ngram, d.min_matches, None)
+    if ctx.work_dir:  # beside the signals, which outlive work/curate/ (cleared by a changed config)
+        from soberan.curate.signals import signals_root
+
+        index.cache = signals_root(ctx.ws.root) / "decontam" / index.digest
+        index.cache.mkdir(parents=True, exist_ok=True)
+    return index

@@ -179,7 +179,8 @@ def run_shard(task: ShardTask) -> dict:
         store.path.unlink(missing_ok=True)  # nothing measured in this pass (a copy, a drop-only pass)
     ctx.signals = None
     counts = {"task": asdict(task), "rows_in": in_row, "rows_out": out_row, "tally": tally.rows(),
-              "signals": {"measured": store.measured, "reused": store.reused},
+              "signals": {"measured": store.measured, "reused": store.reused,
+                          "decontam_measured": store.measured_decontam},
               "seconds": round(time.perf_counter() - t0, 3), "pid": os.getpid()}
     write_json(task.marker, counts, ensure_ascii=False)
     return counts

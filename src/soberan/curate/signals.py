@@ -7,7 +7,10 @@ Each document's measurements are kept in Parquet, one file per shard and pass un
 - every statistic of every quality filter (soberan.curate.quality.quality_signals), with
   `quality_sha`, the hash of the text they were measured on (after normalization and line cleanup);
 - `pii_counts`: placeholders redacted, by type;
-- `minhash`: the MinHash signature, with `minhash_sha` and the parameters it was made with.
+- `minhash`: the MinHash signature, with `minhash_sha` and the parameters it was made with;
+- `decontam_*`: the benchmark with the most n-grams in common with the text (any count, so a
+  changed `min_matches` is decided from it), how many and their size, and the lines that hold
+  them, with `decontam_sha` and `decontam_key` (the benchmark texts, n-gram size and segmenter).
 
 The drop and keep decisions are rules over these numbers. A run after a changed threshold finds
 each document's statistics here (same id, same text, same pack) and decides again without
@@ -29,7 +32,7 @@ import pyarrow.parquet as pq
 from soberan.documents import write_parquet_atomic
 from soberan.lang import LangPack
 
-VERSION = "1"  # bump when a statistic's definition changes: stored ones are then measured again
+VERSION = "2"  # bump when a statistic's definition changes: stored ones are then measured again
 
 _F = pa.float64()
 _MAP = pa.map_(pa.int16(), pa.float64())
@@ -49,6 +52,8 @@ SCHEMA = pa.schema([
     ("quality_pack", pa.string()), ("quality_sha", pa.string()), *QUALITY_FIELDS,
     ("pii_counts", pa.map_(pa.string(), pa.int32())),
     ("minhash_params", pa.string()), ("minhash_sha", pa.string()), ("minhash", pa.list_(pa.uint32())),
+    ("decontam_key", pa.string()), ("decontam_sha", pa.string()), ("decontam_benchmark", pa.string()),
+    ("decontam_matches", pa.int32()), ("decontam_n", pa.int32()), ("decontam_lines", pa.list_(pa.int32())),
 ])
 
 
@@ -92,6 +97,7 @@ class ShardSignals:
         self.rows: dict[str, dict] = {}
         self.measured = 0  # documents whose quality statistics were computed, not found
         self.reused = 0
+        self.measured_decontam = 0  # documents whose benchmark n-grams were looked up, not found
 
     def put(self, doc_id: str, **values) -> None:
         self.rows.setdefault(doc_id, {"doc_id": doc_id}).update(values)
@@ -129,6 +135,18 @@ class ShardSignals:
             self.put_minhash(doc_id, sha, params, r.get("minhash"))
             return True
         return False
+
+    def decontam(self, doc_id: str, text: str, key: str) -> tuple[str, dict | None]:
+        """(content hash, the stored decontamination measurement of this text or None)."""
+        sha = _sha(text)
+        r = self.prev.get(doc_id)
+        if r is not None and r.get("decontam_sha") == sha and r.get("decontam_key") == key:
+            return sha, {k: r.get(f"decontam_{k}") for k in ("benchmark", "matches", "n", "lines")}
+        return sha, None
+
+    def put_decontam(self, doc_id: str, sha: str, key: str, found: dict) -> None:
+        self.put(doc_id, decontam_key=key, decontam_sha=sha,
+                 **{f"decontam_{k}": found.get(k) for k in ("benchmark", "matches", "n", "lines")})
 
     def write(self) -> None:
         rows = list(self.rows.values())

@@ -25,12 +25,13 @@ def build_stats(work: Path, n_passes: int, n_shards: int, dedup: dict, minhash: 
     steps: dict[str, dict] = {}
     order: list[str] = []
     rows_in = rows_out = 0
-    signals = {"measured": 0, "reused": 0}  # quality statistics computed / found stored
+    # quality statistics computed / found stored; documents looked up in the benchmark n-grams
+    signals = {"measured": 0, "reused": 0, "decontam_measured": 0}
     for k in range(n_passes):
         for marker in sorted((work / f"pass{k}" / "done").glob("*.json")):
             m = read_json(marker)
             for what, n in m.get("signals", {}).items():
-                signals[what] += n
+                signals[what] = signals.get(what, 0) + n
             if k == 0:
                 rows_in += m["rows_in"]
             if k == n_passes - 1:

@@ -520,10 +520,7 @@ class Decontam(DocFilter):
         index, t = doc.ctx.decontam_index(), doc.text
         if index is None:
             return None
-        if self.mode == "lines":
-            kept, removed, hit = index.contaminated_lines(t, doc.pack)
-        else:
-            hit, kept, removed = index.match(t, doc.pack), t, 0
+        hit, kept, removed = index.check(doc.id, t, doc.pack, self.mode == "lines", doc.ctx.signals)
         if hit is None:
             return DocResult(text=kept) if kept != t else None
         share = len(kept.strip()) / max(len(t.strip()), 1)
