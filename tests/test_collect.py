@@ -258,7 +258,7 @@ jurisdiction = "KR"
     cfg = ws.root / "soberan.toml"
     cfg.write_text(cfg.read_text().replace('license = "CC-BY-NC-4.0"\njurisdiction = "KR"',
                                            'license = "CC0-1.0"\njurisdiction = "JP"'))
-    with pytest.raises(PolicyError, match=r"'nc'.*jurisdiction JP.*policy\.jurisdictions"):
+    with pytest.raises(PolicyError, match=r"'nc'.*jurisdiction 'JP'.*policy\.jurisdictions"):
         run(Workspace.open(ws.root), show_progress=False)
 
 

@@ -9,8 +9,6 @@ module only assembles them, in the order and under the names the stage registry
 
 from __future__ import annotations
 
-import hashlib
-import json
 import re
 import tomllib
 from functools import lru_cache
@@ -21,6 +19,7 @@ from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, ValidationEr
                       model_validator)
 
 from soberan import stages
+from soberan.common import json_sha256
 from soberan.heldout import HeldoutSettings
 
 CONFIG_NAME = "soberan.toml"
@@ -243,7 +242,7 @@ class ConfigBase(Strict):
         """A stable hash of the named sections, for "has this stage's config changed?"."""
         dump = self.model_dump(mode="json")
         body = {n: dump.get(n) for n in names}
-        return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+        return json_sha256(body)
 
 
 @lru_cache(maxsize=4)

@@ -7,7 +7,6 @@ they are. Later stages add columns and never drop the provenance columns below.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import time
 import uuid
@@ -17,6 +16,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
+
+from soberan.common import read_json, write_json
 
 DOC_SCHEMA = pa.schema([
     pa.field("id", pa.string(), nullable=False),
@@ -83,10 +84,7 @@ class HashCache:
 
     def __init__(self, path: Path):
         self.path = Path(path)
-        try:
-            self.entries: dict[str, list] = json.loads(self.path.read_text())
-        except (OSError, ValueError):
-            self.entries = {}
+        self.entries: dict[str, list] = read_json(self.path, default={})
         self.dirty = False
 
     def file_sha256(self, f: Path) -> str:
@@ -104,7 +102,7 @@ class HashCache:
         if not self.dirty:
             return
         live = {k: v for k, v in self.entries.items() if os.path.exists(k)}
-        write_text_atomic(self.path, json.dumps(live))
+        write_json(self.path, live)
         self.dirty = False
 
 

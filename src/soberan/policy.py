@@ -28,14 +28,21 @@ def license_allowed(policy: Policy, license: str) -> bool:
     return False
 
 
+def document_violation(policy: Policy, license: str, jurisdiction: str) -> tuple[str, str] | None:
+    """(rule, reason) when a document's license or jurisdiction is not allowed, else None: the
+    one check behind collect's per-record rejections and training's refusal of a corpus."""
+    if not license_allowed(policy, license):
+        return "policy.licenses", f"license {license!r} is not allowed by policy.licenses"
+    if jurisdiction not in policy.jurisdictions:
+        return "policy.jurisdictions", f"jurisdiction {jurisdiction!r} is not allowed by policy.jurisdictions"
+    return None
+
+
 def check_source(cfg: Config, source: Source) -> None:
     p = cfg.policy
-    if not license_allowed(p, source.license):
-        raise PolicyError(f"source {source.name!r}: license {source.license} is not allowed by "
-                          f"policy.licenses {p.licenses}")
-    if source.jurisdiction not in p.jurisdictions:
-        raise PolicyError(f"source {source.name!r}: jurisdiction {source.jurisdiction} is not allowed "
-                          f"by policy.jurisdictions {p.jurisdictions}")
+    if bad := document_violation(p, source.license, source.jurisdiction):
+        rule, why = bad
+        raise PolicyError(f"source {source.name!r}: {why} {getattr(p, rule.removeprefix('policy.'))}")
     if source.kind == "crawl":
         for url in source.urls:
             if not domain_allowed(p, url):

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import json
 import re
 import shutil
 import time
@@ -21,9 +20,10 @@ from pathlib import Path
 import pyarrow as pa
 
 from soberan.collect.items import Doc, Reject, Skip
-from soberan.documents import DOC_SCHEMA, doc_id, text_sha256, write_parquet_atomic, write_text_atomic
+from soberan.common import read_json, write_json
+from soberan.documents import DOC_SCHEMA, doc_id, text_sha256, write_parquet_atomic
 from soberan.ledger import Ledger
-from soberan.policy import license_allowed
+from soberan.policy import document_violation
 
 STATE_DIR = "_state"
 
@@ -66,14 +66,14 @@ def load_state(raw: Path, name: str) -> SourceState | None:
     p = state_path(raw, name)
     if not p.exists():
         return None
-    d = json.loads(p.read_text(encoding="utf-8"))
+    d = read_json(p)
     d["counts"] = Counts(**d.get("counts", {}))
     return SourceState(**d)
 
 
 def save_state(raw: Path, name: str, st: SourceState) -> None:
     p = state_path(raw, name)
-    write_text_atomic(p, json.dumps(asdict(st), ensure_ascii=False, indent=1, sort_keys=True))
+    write_json(p, asdict(st), ensure_ascii=False, indent=1, sort_keys=True)
 
 
 def _numbered(folder: Path, pattern: re.Pattern) -> list[tuple[int, Path]]:
@@ -162,13 +162,9 @@ class ShardWriter:
             return no("empty", "no text" if not d.text else "only whitespace")
         if stripped < s.min_doc_chars:
             return no("too_short", f"{stripped} characters < collect.min_doc_chars ({s.min_doc_chars})")
-        lic = d.license or src.license
-        if lic != src.license and not license_allowed(self.policy, lic):
-            return no("policy.licenses", f"record license {lic!r} is not allowed by policy.licenses")
-        jur = (d.jurisdiction or src.jurisdiction).upper()
-        if jur not in self.policy.jurisdictions:
-            return no("policy.jurisdictions", f"record jurisdiction {jur!r} is not allowed by "
-                                              "policy.jurisdictions")
+        lic, jur = d.license or src.license, (d.jurisdiction or src.jurisdiction).upper()
+        if bad := document_violation(self.policy, lic, jur):
+            return no(bad[0], f"record {bad[1]}")
         c = self.cols
         c["id"].append(doc_id(src.name, d.locator, sha))
         c["text"].append(d.text)

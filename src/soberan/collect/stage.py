@@ -11,9 +11,6 @@ from __future__ import annotations
 
 import datetime as dt
 import fcntl
-import hashlib
-import json
-import os
 from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -26,6 +23,7 @@ from soberan.collect.encoding import known_encoding
 from soberan.collect.items import ConvertOptions, Item, Reject, Todo
 from soberan.collect.shards import (STATE_DIR, Counts, ShardWriter, SourceState, drop_source,
                                     drop_uncommitted, load_state)
+from soberan.common import cpu_workers, json_sha256
 from soberan.config import Config, ConfigError, Source
 from soberan.workspace import Workspace
 
@@ -104,7 +102,7 @@ def plan_source(cfg: Config, source: Source) -> Plan:
         "languages": list(cfg.project.languages),
         "inputs": [(rel, st.st_size, st.st_mtime_ns) for p, rel in inputs for st in [_lstat_if_broken(p)]],
     }
-    fp = hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+    fp = json_sha256(body)
     return Plan(source, convert_options(cfg, source), inputs, location, fp,
                 cfg.collect.max_archive_member_bytes)
 
@@ -241,15 +239,6 @@ def resolve(stream: Iterator[tuple[object, object]], opts: ConvertOptions,
 
 # --- one source -------------------------------------------------------------------------------
 
-def _workers(n: int) -> int:
-    if n:
-        return n
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # macOS
-        return os.cpu_count() or 1
-
-
 def collect_source(ws: Workspace, plan: Plan, *, rules=None, progress=None) -> SourceResult:
     cfg, led = ws.config, ws.ledger
     raw = ws.stage_dir("collect")
@@ -284,7 +273,7 @@ def collect_source(ws: Workspace, plan: Plan, *, rules=None, progress=None) -> S
         total = src.max_pages
         done0 = crawler.fetched
     else:
-        stream = resolve(stream_inputs(plan, state.token), plan.opts, _workers(cfg.collect.workers))
+        stream = resolve(stream_inputs(plan, state.token), plan.opts, cpu_workers(cfg.collect.workers))
         total = len(plan.inputs)
         done0 = state.token.get("i", 0)
 

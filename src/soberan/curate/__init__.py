@@ -16,7 +16,6 @@ shards and resolutions already done (work/curate/), and gives the same output.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 import time
@@ -25,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from soberan import stages
+from soberan.common import json_sha256, read_json, write_json
 
 if TYPE_CHECKING:  # soberan.config imports this package for CurateSettings: no import cycle
     from soberan.workspace import Workspace
@@ -82,7 +82,7 @@ def plan(steps: list[str]) -> list[Pass]:
 def _fingerprint(ws: Workspace, raw_art: dict) -> str:
     body = {"raw": raw_art["hash"], "config": ws.config.section_hash(*CONFIG_SECTIONS),
             "version": VERSION}
-    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+    return json_sha256(body)
 
 
 def _check(ws: Workspace) -> None:
@@ -125,7 +125,7 @@ def run(ws: Workspace, *, executor: str | None = None, workers: int | None = Non
     from soberan.curate.executor import executor as make_executor
     from soberan.curate.shard import ShardTask
     from soberan.curate.stats import build_stats, summary_of
-    from soberan.documents import check_shards, shard_paths, write_text_atomic
+    from soberan.documents import check_shards, shard_paths
     from soberan.freshness import freshness
     from soberan.ui import console, progress
 
@@ -146,7 +146,7 @@ def run(ws: Workspace, *, executor: str | None = None, workers: int | None = Non
     fresh = freshness(ws, STAGE, config_hash=config_hash, inputs={"collect": raw_art}, takedowns=False)
     if not force and fresh.current:
         art = fresh.artifact
-        stats = json.loads((out / "stats.json").read_text())
+        stats = read_json(out / "stats.json")
         s = summary_of(stats, len(inputs))
         s.path, s.up_to_date, s.artifact, s.seconds = out, True, art, time.monotonic() - t0
         return s
@@ -202,7 +202,7 @@ def run(ws: Workspace, *, executor: str | None = None, workers: int | None = Non
     stats = build_stats(work, len(passes), len(inputs), reports, cur.fuzzy_dedup.model_dump())
     if "decontam" in cur.steps:
         stats["decontam_benchmarks"] = _decontam_report(work)
-    write_text_atomic(out / "stats.json", json.dumps(stats, ensure_ascii=False, indent=1))
+    write_json(out / "stats.json", stats, ensure_ascii=False, indent=1)
     summary = summary_of(stats, len(inputs))
     art = ws.ledger.record_artifact(stage=STAGE, kind="corpus", path=out, inputs=[raw_art["hash"]],
                                     config_hash=config_hash,
@@ -232,14 +232,12 @@ def _drop_stale_signals(ws: Workspace, n_passes: int, n_shards: int) -> None:
 def _resolve(pass_dir: Path, steps: list[str], cur, console) -> dict:
     from soberan.curate.dedup import resolve
     from soberan.curate.minhash import MinHashParams
-    from soberan.documents import write_text_atomic
-
     marker = pass_dir / "resolved.json"
     if marker.exists():
-        return json.loads(marker.read_text())
+        return read_json(marker)
     console.print(f"resolving {', '.join(steps)} over the whole corpus (DuckDB)")
     report = resolve(pass_dir, steps, MinHashParams(**cur.fuzzy_dedup.model_dump()), cur.memory_limit)
-    write_text_atomic(marker, json.dumps(report))
+    write_json(marker, report)
     return report
 
 

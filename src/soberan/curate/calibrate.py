@@ -143,7 +143,7 @@ def calibrate(ws, references: list[str] | None = None, keep: float = 0.9) -> lis
     """Proposed thresholds per language from the stored signals."""
     from soberan.curate.quality import decide
     from soberan.curate.signals import read_signals
-    from soberan.curate.steps import Context, _min_score
+    from soberan.curate.steps import Context, min_score
 
     if not 0 < keep < 1:
         raise ConfigError(f"--keep {keep}: a share of the reference between 0 and 1, e.g. 0.9")
@@ -182,8 +182,8 @@ def calibrate(ws, references: list[str] | None = None, keep: float = 0.9) -> lis
                 mine = [r for r in lid if r["lid_label"] == label]
                 vals = np.array([r["lid_score"] for r in mine], dtype=float)
                 ref = np.array([r["lid_score"] for r in mine if not refs or r["source"] in refs], dtype=float)
-                rules.append(Rule(name, signal, direction, _min_score(ctx, code), None, vals, ref,
-                                  np.zeros(len(vals))))
+                rules.append(Rule(name, signal, direction, min_score(ctx.cur.langid, ctx.pack(code)), None,
+                                  vals, ref, np.zeros(len(vals))))
                 continue
             if filt not in filters:
                 continue

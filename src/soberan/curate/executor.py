@@ -10,14 +10,8 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict
 
+from soberan.common import cpu_workers
 from soberan.curate.shard import ShardTask, run_shard
-
-
-def default_workers() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        return os.cpu_count() or 1
 
 
 class LocalExecutor:
@@ -114,7 +108,7 @@ def executor(kind: str = "local", workers: int = 0, ray_address: str | None = No
              langs: Sequence[str] = ()) -> Iterator:
     """The executor for one run: `.run(tasks, on_done)` as many times as there are passes.
     `langs`: the languages whose segmenters the local pool's workers should start with."""
-    workers = workers or default_workers()
+    workers = cpu_workers(workers)
     if kind == "local":
         ex = LocalExecutor(workers, langs)
     elif kind == "ray":

@@ -9,7 +9,6 @@ without a marker and gives the same files.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections import Counter
@@ -22,8 +21,10 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-from soberan.curate.steps import DOC_STEPS, EXTRA_FIELDS, Context, decisions_table, set_column
-from soberan.documents import temp_path, write_parquet_atomic, write_text_atomic
+from soberan.common import write_json
+from soberan.curate.steps import (DOC_STEPS, EXTRA_FIELDS, Context, DocFilter, decisions_table, run_filter,
+                                  set_column)
+from soberan.documents import temp_path, write_parquet_atomic
 
 
 @dataclass(frozen=True)
@@ -115,6 +116,7 @@ def run_shard(task: ShardTask) -> dict:
                                        / f"{task.name}.parquet")
     tally = Tally()
     decisions: dict[str, list[pa.Table]] = {}
+    filters = {step: DOC_STEPS[step](ctx.cfg) for step in task.steps}
     drops = {s: _prev_resolved(task, f"drops/{s}") for s in task.apply}
     dups = _prev_resolved(task, "dups") if task.apply else None
     params = MinHashParams(**cur.fuzzy_dedup.model_dump())
@@ -134,14 +136,8 @@ def run_shard(task: ShardTask) -> dict:
                 table, rows = _apply_drops(table, rows, step, drops[step], tally, decisions)
             if dups is not None:
                 table = _apply_dups(table, rows, dups)
-            for step in task.steps:
-                o = DOC_STEPS[step](table, ctx)
-                tally.groups(step, o.table, "seen")  # after the step: langid's verdict is the language
-                dec = decisions_table(o.table, o.decisions, step)
-                tally.decisions(dec)
-                decisions.setdefault(step, []).append(dec)
-                table = o.kept
-                tally.groups(step, table, "kept")
+            for step, f in filters.items():
+                table = run_step(step, f, table, ctx, tally, decisions)
             if task.final:
                 table = set_column(table, "dup_cluster", pc.coalesce(table.column("dup_cluster"),
                                                                      table.column("id")))
@@ -186,8 +182,23 @@ def run_shard(task: ShardTask) -> dict:
               "signals": {"measured": store.measured, "reused": store.reused,
                           "decontam_measured": store.measured_decontam},
               "seconds": round(time.perf_counter() - t0, 3), "pid": os.getpid()}
-    write_text_atomic(task.marker, json.dumps(counts, ensure_ascii=False))
+    write_json(task.marker, counts, ensure_ascii=False)
     return counts
+
+
+def run_step(step: str, f: DocFilter, table: pa.Table, ctx: Context, tally: Tally,
+             decisions: dict[str, list[pa.Table]]) -> pa.Table:
+    """One per-document step over one batch: the filter decides, and this counts what the step
+    saw and kept, by source and language, and its decision rows by rule (the filter is never
+    asked); returns the rows kept."""
+    o = run_filter(f, table, ctx)
+    tally.groups(step, o.table, "seen")  # after the step: langid's verdict is the language
+    dec = decisions_table(o.table, o.decisions, step)
+    tally.decisions(dec)
+    decisions.setdefault(step, []).append(dec)
+    kept = o.kept
+    tally.groups(step, kept, "kept")
+    return kept
 
 
 def _batches(path: str, batch_size: int):

@@ -3,9 +3,10 @@ and per source, merged from the counts each shard's worker saved in its done-mar
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from pathlib import Path
+
+from soberan.common import read_json
 
 
 def _blank() -> dict:
@@ -28,7 +29,7 @@ def build_stats(work: Path, n_passes: int, n_shards: int, dedup: dict, minhash: 
     signals = {"measured": 0, "reused": 0, "decontam_measured": 0}
     for k in range(n_passes):
         for marker in sorted((work / f"pass{k}" / "done").glob("*.json")):
-            m = json.loads(marker.read_text())
+            m = read_json(marker)
             for what, n in m.get("signals", {}).items():
                 signals[what] = signals.get(what, 0) + n
             if k == 0:
@@ -49,7 +50,7 @@ def build_stats(work: Path, n_passes: int, n_shards: int, dedup: dict, minhash: 
     ranked = []
     for k in range(n_passes):
         for marker in sorted((work / f"pass{k}" / "done").glob("*.json"))[:1]:
-            t = json.loads(marker.read_text())["task"]
+            t = read_json(marker)["task"]
             ranked += [*t["apply"], *t["steps"]] + (["output"] if t["final"] else [])
     order = [s for s in ranked if s in steps] + [s for s in order if s not in ranked]
     return {

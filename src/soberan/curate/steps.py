@@ -1,9 +1,11 @@
 """The per-document steps of `soberan curate`, each on an Arrow table of documents.
 
-A step answers one question per document and returns an `Outcome`: the rows it kept (their text
-perhaps changed) and one decision row per document it dropped or changed, with the rule and a
-reason a person can read. Steps know nothing about shards, workers or the ledger; the runner
-(`soberan.curate.shard`) counts what each saw, kept and dropped, and writes the decisions.
+A step is a filter (`DocFilter`, or a plain function) that answers one question per document:
+its `DocResult` keeps or drops it, perhaps changes its text, and gives the rule and a reason a
+person can read. `run_filter` is the one loop over a batch: it turns the results into an
+`Outcome` (the rows kept, one decision row per document dropped or changed). Steps know nothing
+about shards, workers or the ledger; the runner (`soberan.curate.shard`) counts what each saw,
+kept and dropped, and writes the decisions.
 
 Everything language-specific comes from the document's language pack (`soberan.lang`), chosen by
 the `lang` column: the source's hint before language ID, its result after.
@@ -14,14 +16,20 @@ from __future__ import annotations
 import re
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from soberan.lang import PRESETS, LangPack, char_ngrams, get_pack
+
+if TYPE_CHECKING:
+    from soberan.config import Config
+    from soberan.curate.config import LangIdSettings, QualitySettings
+    from soberan.curate.minhash import MinHashParams
 
 DECISION_COLUMNS = ("doc_id", "source", "lang", "action", "rule", "reason")
 # One schema for every decisions table, empty or not: the runner concatenates a shard's batches,
@@ -65,7 +73,7 @@ class Context:
         self.targets = list(self.cfg.project.languages)
         self._words: dict[tuple[str, str], list[str]] = {}
         self._packs: dict[str, LangPack] = {}
-        self._pii_rules = None
+        self._pii_rules: dict[tuple[str, ...], tuple] = {}
         self._decontam = None
         self.signals = None  # the shard's ShardSignals (soberan.curate.signals), set by the runner
 
@@ -102,12 +110,13 @@ class Context:
 
     # --- lazily built resources --------------------------------------------------------------
 
-    def pii_rules(self):
-        if self._pii_rules is None:
+    def pii_rules(self, languages: tuple[str, ...]):
+        """The PII rules of these languages' packs, built once per worker."""
+        if languages not in self._pii_rules:
             from soberan.curate.pii import rules_for
 
-            self._pii_rules = rules_for(self.cur.pii.languages or self.targets)
-        return self._pii_rules
+            self._pii_rules[languages] = rules_for(languages)
+        return self._pii_rules[languages]
 
     def decontam_index(self):
         if self._decontam is None:
@@ -118,14 +127,6 @@ class Context:
 
 
 # --- helpers ------------------------------------------------------------------------------------
-
-def texts(table: pa.Table) -> list[str]:
-    return table.column("text").to_pylist()
-
-
-def langs(table: pa.Table) -> list[str | None]:
-    return table.column("lang").to_pylist()
-
 
 def set_column(table: pa.Table, name: str, values, type: pa.DataType | None = None) -> pa.Table:
     arr = values if isinstance(values, pa.Array | pa.ChunkedArray) else pa.array(values, type=type)
@@ -140,6 +141,114 @@ def set_column(table: pa.Table, name: str, values, type: pa.DataType | None = No
 def keep_rows(table: pa.Table, keep: list[bool] | np.ndarray) -> pa.Table:
     mask = np.asarray(keep, dtype=bool)
     return table if mask.all() else table.filter(pa.array(mask))
+
+
+# --- the filter interface -----------------------------------------------------------------------
+
+class Doc:
+    """One document as a filter sees it: its row in the batch, its text and language, the
+    worker's Context (packs, signals, PII rules), and the batch's other columns by name."""
+
+    __slots__ = ("row", "text", "lang", "ctx", "_cols")
+
+    def __init__(self, row: int, text: str, lang: str | None, ctx: Context, cols: dict[str, list]):
+        self.row, self.text, self.lang, self.ctx, self._cols = row, text, lang, ctx, cols
+
+    @property
+    def pack(self) -> LangPack:
+        return self.ctx.pack(self.lang)
+
+    def get(self, column: str):
+        """The document's value in `column`, one of BASE_COLUMNS or the filter's `reads`/`writes`."""
+        return self._cols[column][self.row]
+
+    @property
+    def id(self) -> str:
+        return self.get("id")
+
+    @property
+    def source(self) -> str:
+        return self.get("source")
+
+
+@dataclass(slots=True)
+class DocResult:
+    """What a filter decides for one document. `text` is its new text (None: unchanged),
+    `columns` new values of the filter's other `writes`, and `decisions` the (action, rule,
+    reason) rows the ledger records: "dropped" with `keep=False`, "redacted" for a change."""
+
+    keep: bool = True
+    text: str | None = None
+    columns: dict[str, object] | None = None
+    decisions: list[tuple[str, str, str]] = field(default_factory=list)
+
+
+def drop(rule: str, reason: str, **columns) -> DocResult:
+    return DocResult(False, None, columns or None, [("dropped", rule, reason)])
+
+
+def redact(text: str, rule: str, reason: str, **columns) -> DocResult:
+    return DocResult(True, text, columns or None, [("redacted", rule, reason)])
+
+
+class DocFilter:
+    """A per-document step, as datatrove's `BaseFilter`: `run_filter` walks the batch, writes the
+    changed columns and collects the decisions; a filter says only what it decides for one
+    document (`decide`: None keeps it unchanged). Its settings are its own fields, taken from the
+    config where DOC_STEPS builds it. A plain function `(Doc) -> DocResult | None` is a filter too
+    (`run_filter` wraps it)."""
+
+    # Columns the filter writes, in this order, with their Arrow types; every written column is
+    # rewritten from the batch's values and the results' changes. A filter that only drops
+    # documents may set it to {}.
+    writes: ClassVar[dict[str, pa.DataType]] = {"text": pa.large_string()}
+    reads: ClassVar[tuple[str, ...]] = ()  # other columns `decide` reads through `doc.get`
+
+    def decide(self, doc: Doc) -> DocResult | None:
+        raise NotImplementedError
+
+    def end_batch(self, ctx: Context) -> None:
+        """Work done once per batch, after its documents (a vectorized computation)."""
+
+
+@dataclass
+class FunctionFilter(DocFilter):
+    fn: Callable[[Doc], DocResult | None]
+
+    def decide(self, doc: Doc) -> DocResult | None:
+        return self.fn(doc)
+
+
+BASE_COLUMNS = ("id", "source", "sha256", "text", "lang")
+
+
+def run_filter(f: DocFilter | Callable[[Doc], DocResult | None], table: pa.Table, ctx: Context) -> Outcome:
+    """The one per-document loop: each document through `f`, its results gathered into the
+    written columns, the keep mask and the decision rows (the runner counts them)."""
+    if not isinstance(f, DocFilter):
+        f = FunctionFilter(f)
+    names = dict.fromkeys([*BASE_COLUMNS, *f.reads, *f.writes])
+    cols = {c: table.column(c).to_pylist() for c in names}
+    out = {c: list(cols[c]) for c in f.writes}
+    keep = np.ones(table.num_rows, dtype=bool)
+    dec: list[tuple[int, str, str, str]] = []
+    for i, (t, lang) in enumerate(zip(cols["text"], cols["lang"])):
+        r = f.decide(Doc(i, t, lang, ctx, cols))
+        if r is None:
+            continue
+        keep[i] = r.keep
+        try:
+            if r.text is not None:
+                out["text"][i] = r.text
+            for c, v in (r.columns or {}).items():
+                out[c][i] = v
+        except KeyError as e:
+            raise TypeError(f"{type(f).__name__} changed column {e}, which is not in its `writes`") from None
+        dec.extend((i, *d) for d in r.decisions)
+    f.end_batch(ctx)
+    for c, type_ in f.writes.items():
+        table = set_column(table, c, out[c], type_)
+    return Outcome(table, keep, dec)
 
 
 # --- 1. normalize ------------------------------------------------------------------------------
@@ -174,41 +283,34 @@ def normalize_text(text: str, pack: LangPack | None, ftfy_mode: str = "auto") ->
     return _BLANK_LINES.sub("\n\n", text).strip()
 
 
-def normalize(table: pa.Table, ctx: Context) -> Outcome:
+@dataclass
+class Normalize(DocFilter):
     """Mojibake repair (ftfy, Speer 2019), the pack's Unicode form, whitespace."""
-    mode = ctx.cur.normalize.ftfy
-    out, keep, dec = [], [], []
-    for i, (t, lang) in enumerate(zip(texts(table), langs(table))):
-        pack = ctx.pack(lang) if lang else None
-        n = normalize_text(t, pack, mode)
-        out.append(n)
-        keep.append(bool(n))
+
+    ftfy: str = "auto"  # NormalizeSettings.ftfy
+
+    def decide(self, doc: Doc) -> DocResult | None:
+        n = normalize_text(doc.text, doc.pack if doc.lang else None, self.ftfy)
         if not n:
-            dec.append((i, "dropped", "normalize.empty", "no text left after normalization"))
-    table = set_column(table, "text", out, pa.large_string())
-    return Outcome(table, np.asarray(keep, dtype=bool), dec)
+            return DocResult(False, n, None, [("dropped", "normalize.empty", "no text left after normalization")])
+        return DocResult(text=n) if n != doc.text else None
 
 
 # --- 2. language ID ----------------------------------------------------------------------------
 
-def _min_score(ctx: Context, code: str) -> float:
-    s = ctx.cur.langid
-    if code in s.min_scores:
-        return s.min_scores[code]
+def min_score(s: LangIdSettings, pack: LangPack) -> float:
+    """The lid.176 probability a document needs to count as `pack`'s language."""
+    if pack.code in s.min_scores:
+        return s.min_scores[pack.code]
     if s.min_score is not None:
         return s.min_score
-    return float(ctx.pack(code).thresholds.get("language_score", 0.65))
-
-
-def _target_labels(ctx: Context) -> dict[str, str]:
-    """lid.176 label -> pack code, for the project's languages."""
-    return {ctx.pack(c).lid_label: ctx.pack(c).code for c in ctx.targets}
+    return float(pack.thresholds.get("language_score", 0.65))
 
 
 FOREIGN_MIN_SCORE = 0.65  # a line counts as another language only when lid.176 is this sure
 
 
-def _mixed_lines(text: str, ctx: Context, targets: dict[str, str]) -> tuple[str, str, float, str]:
+def _mixed_lines(text: str, min_line_chars: int, targets: dict[str, str]) -> tuple[str, str, float, str]:
     """Split a document by the language of its lines. Returns (text of the target-language lines,
     main target language, their share of the characters, what the other lines were).
 
@@ -217,9 +319,8 @@ def _mixed_lines(text: str, ctx: Context, targets: dict[str, str]) -> tuple[str,
     (headings, list items, numbers) go with the line before them."""
     from soberan.curate.langid import predict
 
-    s = ctx.cur.langid
     lines = text.split("\n")
-    long_idx = [i for i, l in enumerate(lines) if len(l) >= s.min_line_chars]
+    long_idx = [i for i, l in enumerate(lines) if len(l) >= min_line_chars]
     labels, scores = predict([lines[i] for i in long_idx])
     line_lang: list[str | None] = [None] * len(lines)
     for i, lab, sc in zip(long_idx, labels, scores):
@@ -244,196 +345,211 @@ def _mixed_lines(text: str, ctx: Context, targets: dict[str, str]) -> tuple[str,
     return kept, main, share, removed
 
 
-def langid(table: pa.Table, ctx: Context) -> Outcome:
+@dataclass
+class LangID(DocFilter):
     """fastText lid.176 on the whole document with per-language confidence thresholds. With
     `mixed = "keep_target_lines"`, a document is also read line by line: lines sure to be in
     another language are cut (kept when the target lines hold `min_target_share` of the
     characters, dropped otherwise), so a mostly-foreign document keeps its target-language part
     and a target-language document loses its foreign boilerplate."""
-    from soberan.curate.langid import predict
 
-    s = ctx.cur.langid
-    targets = _target_labels(ctx)
-    txt = texts(table)
-    labels, scores = predict(txt)
-    if ctx.signals is not None:
-        for did, src, sha, lab, sc in zip(table.column("id").to_pylist(), table.column("source").to_pylist(),
-                                          table.column("sha256").to_pylist(), labels, scores):
-            ctx.signals.put(did, source=src, sha256=sha, lid_label=lab, lid_score=float(sc))
-    out_text, out_lang, out_score, keep, dec = [], [], [], [], []
-    for i, (t, lab, sc) in enumerate(zip(txt, labels, scores)):
+    s: LangIdSettings
+    targets: tuple[str, ...]  # the project's languages
+    writes: ClassVar[dict[str, pa.DataType]] = {"text": pa.large_string(), "lang": pa.string(),
+                                                "lang_score": pa.float32()}
+    reads: ClassVar[tuple[str, ...]] = ("sha256",)
+    _labels: dict[str, str] | None = field(default=None, init=False, repr=False)
+
+    def decide(self, doc: Doc) -> DocResult:
+        from soberan.curate.langid import predict
+
+        s, t, ctx = self.s, doc.text, doc.ctx
+        (lab,), (sc,) = predict([t])
+        if ctx.signals is not None:
+            ctx.signals.put(doc.id, source=doc.source, sha256=doc.get("sha256"), lid_label=lab,
+                            lid_score=float(sc))
+        if self._labels is None:  # lid.176 label -> pack code, for the project's languages
+            self._labels = {ctx.pack(c).lid_label: ctx.pack(c).code for c in self.targets}
+        targets = self._labels
         code = targets.get(lab)
-        passed = bool(code) and sc >= _min_score(ctx, code)
+        passed = bool(code) and sc >= min_score(s, ctx.pack(code))
         if passed:
             why = f"lid.176 says {lab} {sc:.2f}"
         elif code:
-            why = f"lid.176 says {lab} {sc:.2f}, below {code}'s threshold {_min_score(ctx, code):.2f}"
+            why = f"lid.176 says {lab} {sc:.2f}, below {code}'s threshold {min_score(s, ctx.pack(code)):.2f}"
         else:
-            why = f"lid.176 says {lab} {sc:.2f}; targets are {', '.join(ctx.targets)}"
+            why = f"lid.176 says {lab} {sc:.2f}; targets are {', '.join(self.targets)}"
         split = None
         if s.mixed == "keep_target_lines" and t.count("\n") and (not passed or sum(
                 len(l) >= s.min_line_chars for l in t.split("\n")) > 1):
-            split = _mixed_lines(t, ctx, targets)
+            split = _mixed_lines(t, s.min_line_chars, targets)
         if split is not None and split[0] and split[3]:  # lines in a target and another language
             kept, main, share, removed = split
             if kept and share >= s.min_target_share:
-                out_text.append(kept), out_lang.append(main), out_score.append(share if not passed else sc)
-                keep.append(True)
-                dec.append((i, "redacted", "langid.mixed",
-                            f"{why}; kept the {share:.0%} of characters in {main} lines, removed "
-                            f"lines in: {removed} chars"))
-                continue
+                return redact(kept, "langid.mixed",
+                              f"{why}; kept the {share:.0%} of characters in {main} lines, removed "
+                              f"lines in: {removed} chars",
+                              lang=main, lang_score=share if not passed else sc)
             passed = False
             why += f"; only {share:.0%} of its characters are in target-language lines"
         if passed:
-            out_text.append(t), out_lang.append(code), out_score.append(sc), keep.append(True)
-            continue
+            return DocResult(text=t, columns={"lang": code, "lang_score": sc})
         if split is not None and split[0] and split[3]:
             rule = "langid.mixed"
         else:
             rule = "langid.low_score" if code else "langid.other_language"
-        out_text.append(t), out_lang.append(lab), out_score.append(sc), keep.append(False)
-        dec.append((i, "dropped", rule, why))
-    table = set_column(table, "text", out_text, pa.large_string())
-    table = set_column(table, "lang", out_lang, pa.string())
-    table = set_column(table, "lang_score", out_score, pa.float32())
-    return Outcome(table, np.asarray(keep, dtype=bool), dec)
+        return drop(rule, why, lang=lab, lang_score=sc)
 
 
 # --- 3. quality --------------------------------------------------------------------------------
 
-def quality(table: pa.Table, ctx: Context) -> Outcome:
+@dataclass
+class Quality(DocFilter):
     """Line cleanup, then the configured filters (Gopher quality and repetition, Rae et al. 2021;
     FineWeb's, Penedo et al. 2024), each on the document language's own words and thresholds.
 
     Every statistic of every filter is measured once per document and stored with the shard's
     signals; a document whose text and pack are unchanged since the last run is decided from its
     stored statistics, without being segmented again (soberan.curate.signals)."""
-    from soberan.curate.quality import MissingSignal, clean_lines, decide, quality_signals
 
-    s = ctx.cur.quality
-    store = ctx.signals
-    out_text, keep, dec = [], [], []
-    exempt = set(s.exempt_sources)
-    sources = table.column("source").to_pylist()
-    ids = table.column("id").to_pylist()
-    shas = table.column("sha256").to_pylist()
+    s: QualitySettings
     # With fuzzy dedup configured, every document segmented here gets its MinHash signature from
     # the same words, kept or dropped: a later, looser threshold keeps it without segmenting it.
-    mh_key, sign = None, []
-    if store is not None and "fuzzy_dedup" in ctx.cur.steps:
-        from soberan.curate.dedup import params_key
-        from soberan.curate.minhash import MinHashParams
+    minhash: MinHashParams | None = None
+    _sign: list = field(default_factory=list, init=False, repr=False)  # (id, sha, words) to sign
+    reads: ClassVar[tuple[str, ...]] = ("sha256",)
 
-        params = MinHashParams(**ctx.cur.fuzzy_dedup.model_dump())
-        mh_key = params_key(params)
-    for i, (t, lang, src, did) in enumerate(zip(texts(table), langs(table), sources, ids)):
-        pack = ctx.pack(lang)
+    def __post_init__(self):
+        self._exempt = frozenset(self.s.exempt_sources)
+        self._mh_key = _minhash_key(self.minhash) if self.minhash else None
+
+    def decide(self, doc: Doc) -> DocResult | None:
+        from soberan.curate.quality import MissingSignal, clean_lines, decide, quality_signals
+
+        s, store, pack = self.s, doc.ctx.signals, doc.pack
+        t, src, did = doc.text, doc.source, doc.id
+        mh_key = self._mh_key if store is not None else None
+        r = DocResult()
         if s.clean_lines:
             t2, removed = clean_lines(t, pack)
             if removed:
                 if not t2.strip():
-                    out_text.append(t), keep.append(False)
-                    dec.append((i, "dropped", "quality.clean_lines",
-                                f"all {removed} lines were boilerplate or navigation"))
-                    continue
-                dec.append((i, "redacted", "quality.clean_lines",
-                            f"removed {removed} boilerplate/navigation line{'s' * (removed > 1)}"))
-                t = t2
+                    return drop("quality.clean_lines", f"all {removed} lines were boilerplate or navigation")
+                r.decisions.append(("redacted", "quality.clean_lines",
+                                    f"removed {removed} boilerplate/navigation line{'s' * (removed > 1)}"))
+                t = r.text = t2
         sha, stats = store.quality(did, t, pack) if store is not None else ("", None)
         verdict = None
+        exempt = src in self._exempt
         try:
-            verdict = None if stats is None or src in exempt else decide(stats, pack, s.filters)
+            verdict = None if stats is None or exempt else decide(stats, pack, s.filters)
         except MissingSignal:  # a threshold on an n-gram size or line length never measured
             stats = None
         if stats is None:
             words = pack.words(t)
             stats = quality_signals(t, pack, words)
-            verdict = None if src in exempt else decide(stats, pack, s.filters)
+            verdict = None if exempt else decide(stats, pack, s.filters)
             if store is not None:
                 store.measured += 1
                 if mh_key and not store.carry_minhash(did, sha, mh_key):
-                    sign.append((did, sha, words))
+                    self._sign.append((did, sha, words))
         elif store is not None:
             store.reused += 1
             if mh_key and not store.carry_minhash(did, sha, mh_key):
-                sign.append((did, sha, pack.words(t)))  # the MinHash settings changed
+                self._sign.append((did, sha, pack.words(t)))  # the MinHash settings changed
         if store is not None:
-            store.put(did, sha256=shas[i], source=src, lang=lang)
+            store.put(did, sha256=doc.get("sha256"), source=src, lang=doc.lang)
             store.put_quality(did, sha, pack, stats)
-        out_text.append(t)
-        keep.append(verdict is None)
         if verdict is not None:
-            dec.append((i, "dropped", verdict.rule, verdict.reason))
-    if sign:
+            r.keep = False
+            r.decisions.append(("dropped", verdict.rule, verdict.reason))
+        return r if r.decisions else None
+
+    def end_batch(self, ctx: Context) -> None:
+        """The MinHash signatures of the batch's segmented documents, in one vectorized call."""
+        if not self._sign:
+            return
         from soberan.curate.dedup import minhash_of
 
-        for (did, sha, _), sig in zip(sign, minhash_of([w for *_, w in sign], params)):
-            store.put_minhash(did, sha, mh_key, sig)
-    table = set_column(table, "text", out_text, pa.large_string())
-    return Outcome(table, np.asarray(keep, dtype=bool), dec)
+        for (did, sha, _), sig in zip(self._sign, minhash_of([w for *_, w in self._sign], self.minhash)):
+            ctx.signals.put_minhash(did, sha, self._mh_key, sig)
+        self._sign.clear()
+
+
+def _minhash_key(params: MinHashParams) -> str:
+    from soberan.curate.dedup import params_key
+
+    return params_key(params)
 
 
 # --- 4. PII ------------------------------------------------------------------------------------
 
-def pii(table: pa.Table, ctx: Context) -> Outcome:
+@dataclass
+class Pii(DocFilter):
     """Replace personal identifiers by typed placeholders (`<KR_RRN>`). Only the types and counts
     are recorded; the original value is written nowhere."""
-    from soberan.curate.pii import redact
 
-    rules = ctx.pii_rules()
-    old_types = table.column("pii_types").to_pylist()
-    out_text, out_types, dec = [], [], []
-    ids = table.column("id").to_pylist()
-    for i, t in enumerate(texts(table)):
-        new, types = redact(t, rules)
-        out_text.append(new)
-        prev = old_types[i] or []
-        out_types.append(sorted(set(prev) | set(types)) or None)
-        if ctx.signals is not None:
-            ctx.signals.put(ids[i], pii_counts=list(Counter(types).items()))
-        if types:
-            counts = Counter(types)
-            dec.append((i, "redacted", "pii",
-                        ", ".join(f"{k}×{v}" for k, v in sorted(counts.items()))))
-    table = set_column(table, "text", out_text, pa.large_string())
-    table = set_column(table, "pii_types", out_types, pa.list_(pa.string()))
-    return Outcome(table, np.ones(table.num_rows, dtype=bool), dec)
+    languages: tuple[str, ...]  # whose national formats to redact (PiiSettings.languages or the project's)
+    writes: ClassVar[dict[str, pa.DataType]] = {"text": pa.large_string(),
+                                                "pii_types": pa.list_(pa.string())}
+
+    def decide(self, doc: Doc) -> DocResult:
+        from soberan.curate.pii import redact as redact_pii
+
+        new, types = redact_pii(doc.text, doc.ctx.pii_rules(self.languages))
+        merged = sorted(set(doc.get("pii_types") or []) | set(types)) or None
+        counts = Counter(types)
+        if doc.ctx.signals is not None:
+            doc.ctx.signals.put(doc.id, pii_counts=list(counts.items()))
+        if not types:
+            return DocResult(text=new, columns={"pii_types": merged})
+        return redact(new, "pii", ", ".join(f"{k}×{v}" for k, v in sorted(counts.items())), pii_types=merged)
 
 
 # --- 7. decontamination ------------------------------------------------------------------------
 
-def decontam(table: pa.Table, ctx: Context) -> Outcome:
+@dataclass
+class Decontam(DocFilter):
     """Drop documents that share long word n-grams with an evaluation benchmark, or, with
     `mode = "lines"`, remove the lines that hold them."""
-    index = ctx.decontam_index()
-    s = ctx.cur.decontam
-    out, keep, dec = [], [], []
-    ids = table.column("id").to_pylist()
-    for i, (t, lang) in enumerate(zip(texts(table), langs(table))):
-        pack = ctx.pack(lang)
+
+    mode: str = "document"  # DecontamSettings.mode
+    min_kept_share: float = 0.5
+
+    def decide(self, doc: Doc) -> DocResult | None:
+        index, t = doc.ctx.decontam_index(), doc.text
         if index is None:
-            hit, kept, removed = None, t, 0
-        else:
-            hit, kept, removed = index.check(ids[i], t, pack, s.mode == "lines", ctx.signals)
+            return None
+        hit, kept, removed = index.check(doc.id, t, doc.pack, self.mode == "lines", doc.ctx.signals)
+        if hit is None:
+            return DocResult(text=kept) if kept != t else None
         share = len(kept.strip()) / max(len(t.strip()), 1)
-        if hit is not None and (s.mode == "document" or share < s.min_kept_share or not kept.strip()):
-            out.append(t), keep.append(False)
-            why = hit.reason if s.mode == "document" else \
+        if self.mode == "document" or share < self.min_kept_share or not kept.strip():
+            why = hit.reason if self.mode == "document" else \
                 f"{hit.reason}; only {share:.0%} of the text is outside those lines"
-            dec.append((i, "dropped", f"decontam.{hit.benchmark}", why))
-            continue
-        out.append(kept), keep.append(True)
-        if hit is not None:
-            dec.append((i, "redacted", f"decontam.{hit.benchmark}",
-                        f"{hit.reason}; removed the {removed} line{'s' * (removed > 1)} holding them"))
-    table = set_column(table, "text", out, pa.large_string())
-    return Outcome(table, np.asarray(keep, dtype=bool), dec)
+            return drop(f"decontam.{hit.benchmark}", why)
+        return redact(kept, f"decontam.{hit.benchmark}",
+                      f"{hit.reason}; removed the {removed} line{'s' * (removed > 1)} holding them")
 
 
-DOC_STEPS: dict[str, Callable[[pa.Table, Context], Outcome]] = {
-    "normalize": normalize, "langid": langid, "quality": quality, "pii": pii, "decontam": decontam,
+def _quality(cfg) -> Quality:
+    from soberan.curate.minhash import MinHashParams
+
+    cur = cfg.curate
+    mh = MinHashParams(**cur.fuzzy_dedup.model_dump()) if "fuzzy_dedup" in cur.steps else None
+    return Quality(cur.quality, mh)
+
+
+# Each per-document step, built from the whole config (`Config`): the one place a filter's
+# settings are read, so the filter itself holds only its own.
+DOC_STEPS: dict[str, Callable[[Config], DocFilter]] = {
+    "normalize": lambda cfg: Normalize(cfg.curate.normalize.ftfy),
+    "langid": lambda cfg: LangID(cfg.curate.langid, tuple(cfg.project.languages)),
+    "quality": _quality,
+    "pii": lambda cfg: Pii(tuple(cfg.curate.pii.languages or cfg.project.languages)),
+    "decontam": lambda cfg: Decontam(cfg.curate.decontam.mode, cfg.curate.decontam.min_kept_share),
 }
+
 CORPUS_STEPS = ("exact_dedup", "fuzzy_dedup")
 
 

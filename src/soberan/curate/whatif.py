@@ -104,7 +104,7 @@ class Funnel:
 def what_if(ws, exprs: list[str]) -> tuple[list[Change], list[Funnel]]:
     from soberan.curate.quality import MissingSignal, decide
     from soberan.curate.signals import QUALITY_NAMES, read_signals
-    from soberan.curate.steps import Context, _min_score
+    from soberan.curate.steps import Context, min_score
 
     cfg = ws.config
     langs = list(cfg.project.languages)
@@ -152,7 +152,7 @@ def what_if(ws, exprs: list[str]) -> tuple[list[Change], list[Funnel]]:
         label = ctx.pack(code).lid_label
         lid = table.filter(table.column("lid_label").is_valid()).select(["lid_label", "lid_score"]).to_pylist()
         scores = [r["lid_score"] for r in lid if r["lid_label"] == label]
-        old_min, new_min = _min_score(ctx, code), mine[-1].value or 0.0
+        old_min, new_min = min_score(ctx.cur.langid, ctx.pack(code)), mine[-1].value or 0.0
         funnels[code].langid = (len(scores), sum(s >= old_min for s in scores),
                                 sum(s >= new_min for s in scores))
     return changes, list(funnels.values())

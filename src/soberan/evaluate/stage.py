@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import math
 from dataclasses import dataclass, field
@@ -11,8 +10,9 @@ from pathlib import Path
 
 import numpy as np
 
+from soberan.common import json_sha256, read_json, write_json
 from soberan.config import ConfigError
-from soberan.documents import file_sha256, write_text_atomic
+from soberan.documents import file_sha256
 from soberan.evaluate import CONFIG_SECTIONS, EvalSummary
 from soberan.evaluate.config import BenchmarkSpec
 from soberan.evaluate.specs import (Item, Rejected, continuations, fewshot_examples, fewshot_prefix,
@@ -34,7 +34,7 @@ class SetData:
 
 
 def _fingerprint(*parts) -> str:
-    return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+    return json_sha256(parts, default=str)
 
 
 def _prepare_sets(ws, names: list[str], limit: int | None) -> list[SetData]:
@@ -169,7 +169,7 @@ def _set_record(sd: SetData, s) -> dict:
 
 
 def _write_json(path: Path, obj) -> None:
-    write_text_atomic(path, json.dumps(obj, ensure_ascii=False, indent=1, default=float))
+    write_json(path, obj, ensure_ascii=False, indent=1, default=float)  # numpy numbers as floats
 
 
 def _cached(base: Path, fp: str, compute) -> tuple[dict, dict, bool]:
@@ -182,10 +182,7 @@ def _cached(base: Path, fp: str, compute) -> tuple[dict, dict, bool]:
     from soberan.documents import write_parquet_atomic
 
     meta_p, items_p = base.with_suffix(".json"), base.with_suffix(".parquet")
-    try:
-        old = json.loads(meta_p.read_text()) if meta_p.exists() and items_p.exists() else None
-    except (OSError, json.JSONDecodeError):
-        old = None
+    old = read_json(meta_p, default=None) if items_p.exists() else None
     if old and old.get("fingerprint") == fp:
         return old["metrics"], pq.read_table(items_p).to_pydict(), True
     metrics, rows = compute()

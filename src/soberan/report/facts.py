@@ -15,6 +15,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from soberan.common import read_json
 from soberan.documents import iter_batches, shard_paths, write_parquet_atomic
 from soberan.stages import build_order
 from soberan.workspace import Workspace
@@ -277,16 +278,9 @@ def flat_shares(shares) -> dict[str, dict[str, float]]:
 
 # --- tokenizer, training, evaluation ----------------------------------------------------------
 
-def _json(path: Path):
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
-        return None
-
-
 def fertility(ws: Workspace) -> dict:
     path = ws.stage_dir("tokenizer") / "fertility.json"
-    return {"available": path.exists(), "path": "tokenizer/fertility.json", "data": _json(path)}
+    return {"available": path.exists(), "path": "tokenizer/fertility.json", "data": read_json(path, default=None)}
 
 
 def training(ws: Workspace) -> dict:
@@ -327,7 +321,7 @@ def evaluation(ws: Workspace) -> dict:
     art = ws.ledger.latest_artifact("evaluate", "results")
     if art is None:
         return {"available": False}
-    return {"available": True, "path": art["path"], "data": _json(ws.root / art["path"])}
+    return {"available": True, "path": art["path"], "data": read_json(ws.root / art["path"], default=None)}
 
 
 def base_model(ws: Workspace) -> dict | None:

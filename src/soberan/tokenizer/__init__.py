@@ -19,14 +19,13 @@ records all of them in the ledger. A killed run resumes from the shards it had c
 
 from __future__ import annotations
 
-import hashlib
-import json
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from soberan import stages
+from soberan.common import json_sha256
 
 if TYPE_CHECKING:  # soberan.config imports this package for its settings: no import cycle
     from soberan.tokenizer.config import TokenizerSettings
@@ -74,7 +73,7 @@ def settings(ws: Workspace, **overrides) -> TokenizerSettings:
 def config_hash(ws: Workspace, s: TokenizerSettings) -> str:
     # The same digest as Config.section_hash(*CONFIG_SECTIONS) when nothing is overridden.
     body = {"tokenizer": s.model_dump(mode="json"), "heldout": ws.config.heldout.model_dump(mode="json")}
-    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+    return json_sha256(body)
 
 
 def run(ws: Workspace, *, mode: str | None = None, base: str | None = None, new_tokens: int | None = None,
@@ -140,7 +139,7 @@ def run(ws: Workspace, *, mode: str | None = None, base: str | None = None, new_
 
     with progress() as bar:
         if s.mode == "extend":
-            key = hashlib.sha256(json.dumps([VERSION, base_sha, languages, plan.split.key()]).encode()).hexdigest()
+            key = json_sha256([VERSION, base_sha, languages, plan.split.key()])
             job = bar.add_task("counting words", total=len(shard_paths(corpus_dir)))
             counts = corpus.cached_counts(corpus_dir, plan, lambda texts: extend.count_words(texts, base_tok),
                                           work / "counts", key, s.max_train_chars, roles,

@@ -9,8 +9,6 @@ tokenizer.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -19,6 +17,7 @@ from pathlib import Path
 import pyarrow as pa
 
 from soberan import heldout
+from soberan.common import json_sha256
 from soberan.documents import iter_batches, shard_paths, write_parquet_atomic
 
 ROLE_SCHEMA = pa.schema([
@@ -122,8 +121,7 @@ def cached_counts(folder: Path, p: Plan, count: Callable[[Iterator[str]], Counte
         stat = shard.stat()
         if max_chars and used >= max_chars:
             break
-        h = hashlib.sha256(json.dumps([key, shard.name, stat.st_size, stat.st_mtime_ns,
-                                       max_chars - used if max_chars else 0]).encode()).hexdigest()[:24]
+        h = json_sha256([key, shard.name, stat.st_size, stat.st_mtime_ns, max_chars - used if max_chars else 0])[:24]
         counts_f, roles_f = cache / f"{h}.counts.parquet", cache / f"{h}.roles.parquet"
         if counts_f.exists() and roles_f.exists():
             t = pq.read_table(counts_f)

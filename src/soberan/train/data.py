@@ -28,12 +28,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from soberan.common import read_json, write_json
 from soberan.heldout import SCHEMA as HELDOUT_SCHEMA
 from soberan.heldout import Split
 from soberan.heldout import apply as apply_split
 from soberan.heldout import merge as merge_splits
 from soberan.heldout import plan as plan_split
-from soberan.documents import shard_paths, text_sha256, write_parquet_atomic, write_text_atomic
+from soberan.documents import shard_paths, text_sha256, write_parquet_atomic
 
 FORMAT = 1
 COLUMNS = ["id", "text", "source", "license", "jurisdiction", "lang"]
@@ -179,17 +180,6 @@ class PackSummary:
     resumed_units: int = 0
 
 
-def _read_json(p: Path) -> dict | None:
-    try:
-        return json.loads(p.read_text())
-    except (OSError, ValueError):
-        return None
-
-
-def _write_json(p: Path, obj: dict) -> None:
-    write_text_atomic(p, json.dumps(obj, indent=1, sort_keys=True))
-
-
 def _tokenize(tokenizer, texts: list[str]) -> list[list[int]]:
     bos, eos = tokenizer.bos_token_id, tokenizer.eos_token_id
     if eos is None:
@@ -210,11 +200,11 @@ def pack(inputs: list[CorpusInput], tokenizer, out_dir: Path, *, key: dict,
     data, held_dir = out_dir / "data", out_dir / "heldout"
     meta_p, prog_p = data / "meta.json", data / "progress.json"
     key = {"format": FORMAT, **key}
-    meta = _read_json(meta_p)
+    meta = read_json(meta_p, default=None)
     if meta and meta.get("key") == key and meta.get("done") and (data / "tokens.bin").exists():
         return PackSummary(data, meta["n_tokens"], meta["n_docs"], meta["heldout_docs"],
                            meta["rejected"], reused=True)
-    prog = _read_json(prog_p)
+    prog = read_json(prog_p, default=None)
     if not prog or prog.get("key") != key:
         shutil.rmtree(data, ignore_errors=True)
         shutil.rmtree(held_dir, ignore_errors=True)
@@ -283,7 +273,7 @@ def pack(inputs: list[CorpusInput], tokenizer, out_dir: Path, *, key: dict,
         prog["units"][unit.key] = i
         prog["n_tokens"] = n_tokens
         prog["rejected"] += sum(r.num_rows for r in rejected)
-        _write_json(prog_p, prog)
+        write_json(prog_p, prog, indent=1, sort_keys=True)
         if progress:
             progress.advance(task)
     # Finish: one docs table, one held-out file per language, then the key that marks it done.
@@ -302,7 +292,7 @@ def pack(inputs: list[CorpusInput], tokenizer, out_dir: Path, *, key: dict,
     meta = {"key": key, "done": True, "n_tokens": n_tokens, "n_docs": docs.num_rows,
             "heldout_docs": counts, "rejected": prog["rejected"], "dtype": "uint32",
             "vocab_size": len(tokenizer)}
-    _write_json(meta_p, meta)
+    write_json(meta_p, meta, indent=1, sort_keys=True)
     prog_p.unlink(missing_ok=True)
     return PackSummary(data, n_tokens, docs.num_rows, counts, prog["rejected"], resumed_units=resumed)
 
@@ -343,7 +333,7 @@ class Packed:
 
 
 def load_packed(data_dir: Path) -> Packed:
-    meta = _read_json(data_dir / "meta.json")
+    meta = read_json(data_dir / "meta.json", default=None)
     if not meta or not meta.get("done"):
         raise FileNotFoundError(f"{data_dir}: no finished packed data")
     n = meta["n_tokens"]

@@ -89,7 +89,7 @@ def read_new_token_init(tokenizer_dir: Path) -> dict | None:
 
 
 def _policy_check(ws: Workspace):
-    from soberan.policy import PolicyError, license_allowed
+    from soberan.policy import PolicyError, document_violation
 
     pol = ws.config.policy
     seen_ok: set[tuple[str, str]] = set()
@@ -99,13 +99,11 @@ def _policy_check(ws: Workspace):
         for lic, jur in zip(pairs.column("license").to_pylist(), pairs.column("jurisdiction").to_pylist()):
             if (lic, jur) in seen_ok:
                 continue
-            bad = (f"license {lic} is not allowed by policy.licenses" if not license_allowed(pol, lic) else
-                   f"jurisdiction {jur} is not allowed by policy.jurisdictions" if jur not in pol.jurisdictions
-                   else None)
+            bad = document_violation(pol, lic, jur)
             if bad:
                 m = pc.and_(pc.equal(t.column("license"), lic), pc.equal(t.column("jurisdiction"), jur))
                 doc = t.filter(m).column("id")[0].as_py()
-                raise PolicyError(f"document {doc} (source {t.filter(m).column('source')[0].as_py()}): {bad}")
+                raise PolicyError(f"document {doc} (source {t.filter(m).column('source')[0].as_py()}): {bad[1]}")
             seen_ok.add((lic, jur))
 
     return check
