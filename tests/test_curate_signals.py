@@ -104,12 +104,44 @@ def test_a_changed_threshold_decides_again_without_segmenting(tmp_path, io_pack)
     import json
 
     stats = json.loads((ws.root / "curated" / "stats.json").read_text())
-    assert stats["signals"] == {"measured": 0, "reused": len(docs), "decontam_measured": 0}
+    assert stats["signals"] == {"measured": 0, "reused": len(docs), "decontam_measured": 0, "lid_measured": 0}
     # stricter again: same output as a run from scratch with that threshold
     ws = _set_min_words(ws, 30)
     s3 = run(ws, workers=1)
     assert len(calls()) == first
     assert s3.output_docs == s1.output_docs
+
+
+def test_language_id_is_looked_up_on_a_rerun(tmp_path, io_pack):
+    """lid.176 is a pure function of the text: a rerun after a changed threshold (here the
+    language-ID threshold itself) predicts no document and no line again, and decides as a run
+    from scratch with that threshold does."""
+    import json
+
+    from soberan.curate import run
+    from soberan.documents import read_corpus
+    from soberan.workspace import Workspace
+
+    docs = io_docs(30)
+    docs[4]["text"] += "\nThis line is plainly written in English, and long enough to be read alone."
+    steps = 'steps = ["langid", "quality"]\nworkers = 1\n[curate.langid]\nmin_score = 0.3\n'
+    ws = make_workspace(tmp_path / "ws", lang="io", jurisdiction="KR", curate_toml=steps)
+    write_raw(ws, docs, shard_docs=10)
+    run(ws, workers=1)
+    stats = json.loads((ws.root / "curated" / "stats.json").read_text())
+    assert stats["signals"]["lid_measured"] > len(docs)  # the documents, and lines of some
+    cfg = ws.root / "soberan.toml"
+    cfg.write_text(cfg.read_text().replace("min_score = 0.3", "min_score = 0.6"))
+    s2 = run(Workspace.open(ws.root), workers=1)
+    stats = json.loads((ws.root / "curated" / "stats.json").read_text())
+    assert stats["signals"]["lid_measured"] == 0
+    ids2 = read_corpus(ws.root / "curated", columns=["id"]).column("id").to_pylist()
+    fresh = make_workspace(tmp_path / "fresh", lang="io", jurisdiction="KR",
+                           curate_toml=steps.replace("min_score = 0.3", "min_score = 0.6"))
+    write_raw(fresh, docs, shard_docs=10)
+    s3 = run(fresh, workers=1)
+    assert (s2.output_docs, s2.dropped) == (s3.output_docs, s3.dropped)
+    assert ids2 == read_corpus(fresh.root / "curated", columns=["id"]).column("id").to_pylist()
 
 
 def test_decontamination_decides_again_from_stored_signals(tmp_path, io_pack):

@@ -180,7 +180,7 @@ def run_shard(task: ShardTask) -> dict:
     ctx.signals = None
     counts = {"task": asdict(task), "rows_in": in_row, "rows_out": out_row, "tally": tally.rows(),
               "signals": {"measured": store.measured, "reused": store.reused,
-                          "decontam_measured": store.measured_decontam},
+                          "decontam_measured": store.measured_decontam, "lid_measured": store.measured_lid},
               "seconds": round(time.perf_counter() - t0, 3), "pid": os.getpid()}
     write_json(task.marker, counts, ensure_ascii=False)
     return counts

@@ -3,7 +3,9 @@
 Each document's measurements are kept in Parquet, one file per shard and pass under
 `work/signals/`, keyed by document id and content hash:
 
-- `lid_label`, `lid_score`: lid.176 on the whole document;
+- `lid_label`, `lid_score`: lid.176 on the whole document; `lid_hashes`, `lid_labels`,
+  `lid_scores`: every text lid.176 read for the document (itself, its lines when they were read
+  one by one), by xxh3 hash of the text, so a rerun predicts none of them again;
 - every statistic of every quality filter (soberan.curate.quality.quality_signals), with
   `quality_sha`, the hash of the text they were measured on (after normalization and line cleanup);
 - `pii_counts`: placeholders redacted, by type;
@@ -32,7 +34,7 @@ import pyarrow.parquet as pq
 from soberan.documents import write_parquet_atomic
 from soberan.lang import LangPack
 
-VERSION = "2"  # bump when a statistic's definition changes: stored ones are then measured again
+VERSION = "3"  # bump when a statistic's definition changes: stored ones are then measured again
 
 _F = pa.float64()
 _MAP = pa.map_(pa.int16(), pa.float64())
@@ -49,6 +51,7 @@ QUALITY_NAMES = [n for n, _ in QUALITY_FIELDS]
 SCHEMA = pa.schema([
     ("doc_id", pa.string()), ("sha256", pa.string()), ("source", pa.string()), ("lang", pa.string()),
     ("lid_label", pa.string()), ("lid_score", pa.float32()),
+    ("lid_hashes", pa.list_(pa.uint64())), ("lid_labels", pa.list_(pa.string())), ("lid_scores", pa.list_(pa.float32())),
     ("quality_pack", pa.string()), ("quality_sha", pa.string()), *QUALITY_FIELDS,
     ("pii_counts", pa.map_(pa.string(), pa.int32())),
     ("minhash_params", pa.string()), ("minhash_sha", pa.string()), ("minhash", pa.list_(pa.uint32())),
@@ -98,6 +101,8 @@ class ShardSignals:
         self.measured = 0  # documents whose quality statistics were computed, not found
         self.reused = 0
         self.measured_decontam = 0  # documents whose benchmark n-grams were looked up, not found
+        self.measured_lid = 0  # texts (documents and lines) lid.176 read, not found stored
+        self._lid_prev: dict[str, dict[int, tuple[str, float]]] = {}
 
     def put(self, doc_id: str, **values) -> None:
         self.rows.setdefault(doc_id, {"doc_id": doc_id}).update(values)
@@ -135,6 +140,30 @@ class ShardSignals:
             self.put_minhash(doc_id, sha, params, r.get("minhash"))
             return True
         return False
+
+    def lid(self, doc_id: str, texts: list[str], predict) -> tuple[list[str], list[float]]:
+        """lid.176's (labels, scores) for a document's texts: those the last run stored for this
+        document are looked up, the others predicted; all are stored with this run's row."""
+        import xxhash
+
+        if doc_id not in self._lid_prev:
+            r = self.prev.get(doc_id) or {}
+            self._lid_prev[doc_id] = {h: (lab, sc) for h, lab, sc in zip(
+                r.get("lid_hashes") or [], r.get("lid_labels") or [], r.get("lid_scores") or [])}
+        memo = self._lid_prev[doc_id]
+        hashes = [xxhash.xxh3_64_intdigest(t.encode("utf-8", "surrogatepass")) for t in texts]
+        todo = [i for i, h in enumerate(hashes) if h not in memo]
+        if todo:
+            labels, scores = predict([texts[i] for i in todo])
+            memo.update({hashes[i]: (lab, float(sc)) for i, lab, sc in zip(todo, labels, scores)})
+            self.measured_lid += len(todo)
+        row = self.rows.setdefault(doc_id, {"doc_id": doc_id})
+        for h in hashes:
+            if h not in (row.get("lid_hashes") or ()):
+                row.setdefault("lid_hashes", []).append(h)
+                row.setdefault("lid_labels", []).append(memo[h][0])
+                row.setdefault("lid_scores", []).append(memo[h][1])
+        return [memo[h][0] for h in hashes], [memo[h][1] for h in hashes]
 
     def decontam(self, doc_id: str, text: str, key: str) -> tuple[str, dict | None]:
         """(content hash, the stored decontamination measurement of this text or None)."""

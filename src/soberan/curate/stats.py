@@ -26,7 +26,8 @@ def build_stats(work: Path, n_passes: int, n_shards: int, dedup: dict, minhash: 
     order: list[str] = []
     rows_in = rows_out = 0
     # quality statistics computed / found stored; documents looked up in the benchmark n-grams
-    signals = {"measured": 0, "reused": 0, "decontam_measured": 0}
+    # texts lid.176 read (documents and their lines), not found stored
+    signals = {"measured": 0, "reused": 0, "decontam_measured": 0, "lid_measured": 0}
     for k in range(n_passes):
         for marker in sorted((work / f"pass{k}" / "done").glob("*.json")):
             m = read_json(marker)

@@ -310,15 +310,15 @@ def min_score(s: LangIdSettings, pack: LangPack) -> float:
 FOREIGN_MIN_SCORE = 0.65  # a line counts as another language only when lid.176 is this sure
 
 
-def _mixed_lines(text: str, min_line_chars: int, targets: dict[str, str]) -> tuple[str, str, float, str]:
+def _mixed_lines(text: str, min_line_chars: int, targets: dict[str, str],
+                 predict) -> tuple[str, str, float, str]:
     """Split a document by the language of its lines. Returns (text of the target-language lines,
     main target language, their share of the characters, what the other lines were).
 
     A long line is a target language when lid.176's top label is one, another language when
     lid.176 is sure of it (FOREIGN_MIN_SCORE), and undecided otherwise; undecided and short lines
-    (headings, list items, numbers) go with the line before them."""
-    from soberan.curate.langid import predict
-
+    (headings, list items, numbers) go with the line before them. `predict`: lid.176 over a list
+    of texts (the shard's stored predictions first)."""
     lines = text.split("\n")
     long_idx = [i for i, l in enumerate(lines) if len(l) >= min_line_chars]
     labels, scores = predict([lines[i] for i in long_idx])
@@ -361,9 +361,11 @@ class LangID(DocFilter):
     _labels: dict[str, str] | None = field(default=None, init=False, repr=False)
 
     def decide(self, doc: Doc) -> DocResult:
-        from soberan.curate.langid import predict
+        from soberan.curate.langid import predict as lid176
 
         s, t, ctx = self.s, doc.text, doc.ctx
+        # lid.176 is a pure function of the text: a text predicted by the last run is looked up
+        predict = lid176 if ctx.signals is None else (lambda texts: ctx.signals.lid(doc.id, texts, lid176))
         (lab,), (sc,) = predict([t])
         if ctx.signals is not None:
             ctx.signals.put(doc.id, source=doc.source, sha256=doc.get("sha256"), lid_label=lab,
@@ -382,7 +384,7 @@ class LangID(DocFilter):
         split = None
         if s.mixed == "keep_target_lines" and t.count("\n") and (not passed or sum(
                 len(l) >= s.min_line_chars for l in t.split("\n")) > 1):
-            split = _mixed_lines(t, s.min_line_chars, targets)
+            split = _mixed_lines(t, s.min_line_chars, targets, predict)
         if split is not None and split[0] and split[3]:  # lines in a target and another language
             kept, main, share, removed = split
             if kept and share >= s.min_target_share:
