@@ -82,9 +82,12 @@ def stage_module(stage: str):
 
 
 def stage_config_hash(ws: Workspace, stage: str) -> str:
-    """The config hash a stage records with its artifact: the hash of the config sections the
-    stage itself declares (`soberan.<stage>.CONFIG_SECTIONS`)."""
-    return ws.config.section_hash(*stage_module(stage).CONFIG_SECTIONS)
+    """The config hash a stage records with its artifact: its own `config_hash(ws)` where it has
+    one (curate's adds the benchmark texts it decontaminates against), else the hash of the
+    config sections it declares (`soberan.<stage>.CONFIG_SECTIONS`)."""
+    mod = stage_module(stage)
+    own = getattr(mod, "config_hash", None)
+    return own(ws) if own is not None else ws.config.section_hash(*mod.CONFIG_SECTIONS)
 
 
 def source_fingerprints(ws: Workspace) -> dict[str, str]:
@@ -158,7 +161,9 @@ def stage_status(ws: Workspace, stage: str) -> StageStatus:
             reasons.append(f"{a['path']} was changed since it was recorded")
             rebuild = True
     if art.get("config_hash") != key["config"]:
-        reasons.append(f"config changed ([{'], ['.join(stage_module(stage).CONFIG_SECTIONS)}])")
+        mod = stage_module(stage)
+        also = f" or {mod.CONFIG_ALSO}" if hasattr(mod, "CONFIG_ALSO") else ""
+        reasons.append(f"config changed ([{'], ['.join(mod.CONFIG_SECTIONS)}]{also})")
     by_hash = {r["hash"]: r for r in led.records("artifact")}
     used = [by_hash[h] for h in art.get("inputs", []) if h in by_hash]
     used_now = {}

@@ -30,8 +30,10 @@ if TYPE_CHECKING:  # soberan.config imports this package for CurateSettings: no 
 STAGE = "curate"
 # The config sections this stage reads: hashed into each artifact it records, and what
 # `soberan build` compares to decide whether the stage must run again.
-# The project's languages choose the packs; [evaluate] names the benchmarks to decontaminate against.
-CONFIG_SECTIONS = (STAGE, "project", "evaluate")
+# The project's languages choose the packs. Decontamination also reads benchmark texts, which
+# `config_hash` adds: the texts themselves, not the rest of [evaluate].
+CONFIG_SECTIONS = (STAGE, "project")
+CONFIG_ALSO = "the benchmark texts [curate.decontam] names"  # how build names the rest of the hash
 VERSION = "1"  # bump when a step's behaviour changes, so a resumed run does not mix versions
 
 
@@ -78,9 +80,20 @@ def plan(steps: list[str]) -> list[Pass]:
     return passes
 
 
-def _fingerprint(ws: Workspace, raw_art: dict) -> str:
-    body = {"raw": raw_art["hash"], "config": ws.config.section_hash(*CONFIG_SECTIONS),
-            "version": VERSION}
+def config_hash(ws: Workspace) -> str:
+    """The config hash curate records with its artifact and `soberan build` compares: its config
+    sections and, when the decontam step runs, the texts it decontaminates against."""
+    sections = ws.config.section_hash(*CONFIG_SECTIONS)
+    if "decontam" not in ws.config.curate.steps:
+        return sections
+    from soberan.curate.decontam import texts_digest
+
+    body = {"sections": sections, "benchmark_texts": texts_digest(ws.config)}
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+
+def _fingerprint(raw_art: dict, chash: str) -> str:
+    body = {"raw": raw_art["hash"], "config": chash, "version": VERSION}
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
 
@@ -148,9 +161,9 @@ def run(ws: Workspace, *, executor: str | None = None, workers: int | None = Non
         raise FileNotFoundError(f"{ws.root / raw_art['path']}: the collected corpus has no shards")
     _check(ws)
     check_shards(inputs)
-    config_hash = cfg.section_hash(*CONFIG_SECTIONS)
+    chash = config_hash(ws)
     out = ws.stage_dir(STAGE)
-    if not force and (art := _up_to_date(ws, raw_art, config_hash)):
+    if not force and (art := _up_to_date(ws, raw_art, chash)):
         stats = json.loads((out / "stats.json").read_text())
         s = summary_of(stats, len(inputs))
         s.path, s.up_to_date, s.artifact, s.seconds = out, True, art, time.monotonic() - t0
@@ -161,7 +174,7 @@ def run(ws: Workspace, *, executor: str | None = None, workers: int | None = Non
         from soberan.curate.signals import signals_root
 
         shutil.rmtree(signals_root(ws.root), ignore_errors=True)
-    fp = _fingerprint(ws, raw_art)
+    fp = _fingerprint(raw_art, chash)
     if force or not (work / "RUN").exists() or (work / "RUN").read_text().strip() != fp:
         _reset(ws, work, out, fp)
     passes = plan(list(cur.steps))
@@ -202,7 +215,7 @@ def run(ws: Workspace, *, executor: str | None = None, workers: int | None = Non
     write_text_atomic(out / "stats.json", json.dumps(stats, ensure_ascii=False, indent=1))
     summary = summary_of(stats, len(inputs))
     art = ws.ledger.record_artifact(stage=STAGE, kind="corpus", path=out, inputs=[raw_art["hash"]],
-                                    config_hash=config_hash,
+                                    config_hash=chash,
                                     meta={"input_docs": summary.input_docs,
                                           "output_docs": summary.output_docs,
                                           "dropped": summary.dropped, "redacted": summary.redacted,

@@ -7,14 +7,17 @@ n-gram of words with a benchmark item, with n = 13, lowered for a benchmark of s
 the same idea on tokens. Words are the document language's own (Kiwi morphemes for Korean, Thai
 words for Thai), so the rule means the same in every language.
 
-Benchmark texts come from `soberan.evaluate` (the benchmarks named in `[evaluate]`) or from files
-named in `[curate.decontam] files`. Their n-gram hashes are computed once per language and kept as
+Benchmark texts come from the benchmark specs that `soberan evaluate` scores (read by the core
+module `soberan.benchmarks`, declared in `[evaluate]` or shipped) or from files named in
+`[curate.decontam] files`. `texts_digest` hashes them: curate's config hash covers what
+decontamination reads, not the rest of `[evaluate]`. Their n-gram hashes are computed once per language and kept as
 a small Parquet file in the work folder, so every worker loads instead of re-segmenting them.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +26,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from soberan.benchmarks import benchmark_texts as declared_texts
 from soberan.config import Config, ConfigError
 from soberan.curate.minhash import ngram_hashes
 from soberan.documents import write_parquet_atomic
@@ -91,15 +95,18 @@ def benchmark_texts(cfg: Config) -> dict[str, list[str]]:
     d = cfg.curate.decontam
     out: dict[str, list[str]] = {}
     if d.benchmarks:
-        try:
-            from soberan.evaluate.specs import benchmark_texts as from_evaluate
-        except ImportError as e:
-            raise ConfigError("curate.decontam.benchmarks needs soberan.evaluate's benchmark specs "
-                              f"({e}); name the files in curate.decontam.files instead") from None
-        out.update(from_evaluate(cfg, list(d.benchmarks)))
+        out.update(declared_texts(cfg, list(d.benchmarks)))
     for f in d.files:
         out[f.name] = read_benchmark_file(cfg.resolve(f.path), list(f.fields))
     return out
+
+
+def texts_digest(cfg: Config) -> str:
+    """sha256 of every benchmark text decontamination reads, by benchmark name: an edited item,
+    another file or another set named changes it; an `[evaluate]` setting that is not a
+    benchmark text (batch_size, a benchmark declared but not named here) does not."""
+    body = json.dumps(benchmark_texts(cfg), sort_keys=True, ensure_ascii=False)
+    return hashlib.sha256(body.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 # --- the index ----------------------------------------------------------------------------------

@@ -69,8 +69,9 @@ def settings(ws: Workspace, **overrides) -> TokenizerSettings:
     return TokenizerSettings.model_validate(body)
 
 
-def config_hash(ws: Workspace, s: TokenizerSettings) -> str:
+def config_hash(ws: Workspace, s: TokenizerSettings | None = None) -> str:
     # The same digest as Config.section_hash(*CONFIG_SECTIONS) when nothing is overridden.
+    s = s or settings(ws)
     body = {"tokenizer": s.model_dump(mode="json"), "heldout": ws.config.heldout.model_dump(mode="json")}
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
