@@ -104,7 +104,7 @@ class Context:
 
     def pii_rules(self):
         if self._pii_rules is None:
-            from soberan.curate.pii import rules_for
+            from soberan.lang.pii import rules_for
 
             self._pii_rules = rules_for(self.cur.pii.languages or self.targets)
         return self._pii_rules
@@ -379,7 +379,7 @@ def quality(table: pa.Table, ctx: Context) -> Outcome:
 def pii(table: pa.Table, ctx: Context) -> Outcome:
     """Replace personal identifiers by typed placeholders (`<KR_RRN>`). Only the types and counts
     are recorded; the original value is written nowhere."""
-    from soberan.curate.pii import redact
+    from soberan.lang.pii import redact
 
     rules = ctx.pii_rules()
     old_types = table.column("pii_types").to_pylist()
