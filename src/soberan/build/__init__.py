@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from soberan.build.airgap import OFFLINE_ENV, airgap
+from soberan.offline import OFFLINE_ENV, airgap
 from soberan.workspace import STAGE_ORDER, Workspace
 
 # The artifact that marks a stage as done, and the upstream stages whose main artifact it must be

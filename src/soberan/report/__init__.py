@@ -253,7 +253,7 @@ def run(ws: Workspace, *, license: str | None = None) -> ReportSummary:
     licence for the model card (an SPDX id); without one the card says `other`."""
     import jinja2
 
-    from soberan.build.airgap import airgap
+    from soberan.offline import airgap
     from soberan.report.card import croissant, model_card
     from soberan.report.eu import eu_markdown
 

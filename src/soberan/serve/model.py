@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from soberan.config import ConfigError
-from soberan.serve.offline import go_offline
+from soberan.offline import go_offline
 
 # ChatML, for a checkpoint that carries no chat template of its own (a base model from `soberan
 # train`); `<|im_end|>` then also ends a turn.
