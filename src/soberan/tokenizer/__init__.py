@@ -83,7 +83,8 @@ def run(ws: Workspace, *, mode: str | None = None, base: str | None = None, new_
 
     from soberan.config import ConfigError
     from soberan.documents import shard_paths, tree_sha256
-    from soberan.tokenizer import corpus, extend, fertility, formats
+    from soberan import hf as formats  # the tokenizer formats are core: train reads them too
+    from soberan.tokenizer import corpus, extend, fertility
     from soberan.ui import progress
 
     s = settings(ws, mode=mode, base=base, new_tokens=new_tokens, vocab_size=vocab_size)
