@@ -119,7 +119,7 @@ def _is_lang(code: str) -> bool:
 def _fertility_chart(data) -> str | None:
     """Tokens per character (or per word) by language, one bar per tokenizer, when the
     measurement names them."""
-    from soberan.report import charts
+    from soberan import charts
 
     tab = fertility_table(data)
     if not tab:
@@ -157,7 +157,7 @@ def eval_table(rows: list[dict]) -> dict:
 
 
 def make_charts(f: dict) -> dict[str, str | None]:
-    from soberan.report import charts
+    from soberan import charts
 
     out: dict[str, str | None] = {}
     fu = f["funnel"]
