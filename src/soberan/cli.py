@@ -106,7 +106,8 @@ def lineage(doc_id: str = typer.Argument(..., help="A document id."), workspace:
 
 
 def _register() -> None:
-    """Attach each stage's commands. A stage whose module is missing is left out, not fatal."""
+    """Attach each stage's commands. Every module is part of soberan: one that fails to import is
+    a broken install, and says so, rather than a command that silently goes missing."""
     import importlib
 
     for module, attr, name in [
@@ -123,15 +124,7 @@ def _register() -> None:
         ("soberan.report.cli", "takedown", "takedown"),
         ("soberan.build.cli", "build", "build"),
     ]:
-        try:
-            mod = importlib.import_module(module)
-        except ModuleNotFoundError as e:
-            if e.name == module:
-                continue
-            raise
-        obj = getattr(mod, attr, None)
-        if obj is None:
-            continue
+        obj = getattr(importlib.import_module(module), attr)
         if isinstance(obj, typer.Typer):
             app.add_typer(obj, name=name)
         else:

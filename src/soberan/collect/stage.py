@@ -337,10 +337,8 @@ def _exclusive(ws: Workspace) -> Iterator[None]:
 
 
 def _takedown_rules(ws: Workspace):
-    try:
-        from soberan.takedown import load_rules
-    except ImportError:  # a checkout without the take-down module
-        return None
+    from soberan.takedown import load_rules
+
     rules = load_rules(ws)
     return rules if rules else None
 
