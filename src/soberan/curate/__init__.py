@@ -88,7 +88,11 @@ def config_hash(ws: Workspace) -> str:
         return sections
     from soberan.curate.decontam import texts_digest
 
-    body = {"sections": sections, "benchmark_texts": texts_digest(ws.config)}
+    try:
+        texts = texts_digest(ws.config, ws.hash_cache, ws.root / "work" / "decontam-texts.json")
+    finally:
+        ws.hash_cache.save()
+    body = {"sections": sections, "benchmark_texts": texts}
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
 

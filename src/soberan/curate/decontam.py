@@ -27,9 +27,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from soberan.benchmarks import benchmark_texts as declared_texts
+from soberan.benchmarks import resolve_names, spec_files, with_paths
 from soberan.config import Config, ConfigError
 from soberan.curate.minhash import ngram_hashes
-from soberan.documents import write_parquet_atomic
+from soberan.documents import HashCache, write_parquet_atomic, write_text_atomic
 from soberan.lang import LangPack
 
 MIN_N = 8  # GPT-3's lower bound on the n-gram size
@@ -101,12 +102,44 @@ def benchmark_texts(cfg: Config) -> dict[str, list[str]]:
     return out
 
 
-def texts_digest(cfg: Config) -> str:
+def texts_digest(cfg: Config, hashes: HashCache | None = None, memo: Path | None = None) -> str:
     """sha256 of every benchmark text decontamination reads, by benchmark name: an edited item,
     another file or another set named changes it; an `[evaluate]` setting that is not a
-    benchmark text (batch_size, a benchmark declared but not named here) does not."""
+    benchmark text (batch_size, a benchmark declared but not named here) does not.
+
+    With the workspace's file-hash cache and a `memo` file, the texts are read again only when
+    what they are made from changed (a named spec's declaration, the bytes of a file): reading
+    NSMC's 195k texts takes seconds, and a build that finds curate current should not pay them."""
+    key = _sources_key(cfg, hashes) if hashes is not None and memo is not None else None
+    if key is not None:
+        try:
+            saved = json.loads(memo.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            saved = {}
+        if saved.get("key") == key:
+            return saved["digest"]
     body = json.dumps(benchmark_texts(cfg), sort_keys=True, ensure_ascii=False)
-    return hashlib.sha256(body.encode("utf-8", "surrogatepass")).hexdigest()
+    digest = hashlib.sha256(body.encode("utf-8", "surrogatepass")).hexdigest()
+    if key is not None:
+        write_text_atomic(memo, json.dumps({"key": key, "digest": digest}))
+    return digest
+
+
+def _sources_key(cfg: Config, hashes: HashCache) -> str | None:
+    """What the benchmark texts are made from: the named specs as declared, the `files` entries,
+    and the content hash of every file they read (by size and mtime, without reading it again).
+    None when a file cannot be read: reading the texts then says what is wrong."""
+    d = cfg.curate.decontam
+    try:
+        specs = [with_paths(cfg, s) for s in resolve_names(cfg, list(d.benchmarks))] if d.benchmarks else []
+        paths = [f for s in specs for p in (s.path, s.fewshot_path) if p for f in spec_files(p)]
+        paths += [cfg.resolve(f.path) for f in d.files]
+        body = {"specs": [s.model_dump(mode="json") for s in specs],
+                "files": [f.model_dump(mode="json") for f in d.files],
+                "sha256": [hashes.file_sha256(Path(p)) for p in paths]}
+    except (OSError, ConfigError):
+        return None
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
 
 # --- the index ----------------------------------------------------------------------------------
