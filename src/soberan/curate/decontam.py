@@ -9,9 +9,10 @@ words for Thai), so the rule means the same in every language.
 
 Benchmark texts come from the benchmark specs that `soberan evaluate` scores (read by the core
 module `soberan.benchmarks`, declared in `[evaluate]` or shipped) or from files named in
-`[curate.decontam] files`. `texts_digest` hashes them: curate's config hash covers what
-decontamination reads, not the rest of `[evaluate]`. Their n-gram hashes are computed once per language and kept as
-a small Parquet file in the work folder, so every worker loads instead of re-segmenting them.
+`[curate.decontam] files`. Their n-gram hashes are computed once per language and kept as a small
+Parquet file in the work folder, so every worker loads instead of re-segmenting them.
+`texts_digest` hashes the texts themselves: curate's config hash covers what decontamination
+reads, not the rest of `[evaluate]`.
 """
 
 from __future__ import annotations

@@ -81,9 +81,9 @@ def run(ws: Workspace, *, mode: str | None = None, base: str | None = None, new_
     """Make `tokenizer/final/` as the config (and any override) says; see the module docstring."""
     from tokenizers import AddedToken, Tokenizer
 
+    from soberan import hf as formats  # the tokenizer formats are core: train reads them too
     from soberan.config import ConfigError
     from soberan.documents import shard_paths, tree_sha256
-    from soberan import hf as formats  # the tokenizer formats are core: train reads them too
     from soberan.tokenizer import corpus, extend, fertility
     from soberan.ui import progress
 
