@@ -161,19 +161,14 @@ def test_build_reruns_curate_for_the_benchmark_texts_only(tmp_path, monkeypatch)
     quiz = ws.root / "bench" / "quiz.jsonl"
     quiz.write_text(json.dumps({"q": "대한민국의 수도는 어디인가", "a": "서울", "b": "부산", "gold": 0},
                                ensure_ascii=False) + "\n")
-    spec = """
-[[evaluate.benchmarks]]
-name = "{name}"
-path = "bench/quiz.jsonl"
-question = "q"
-choices = ["a", "b"]
-answer = "gold"
-template = "{{question}}"
-language = "ko"
-license = "CC0-1.0"
-"""
+
+    def spec(name: str) -> str:  # a [[evaluate.benchmarks]] entry, as an inline table
+        return (f'{{ name = "{name}", path = "bench/quiz.jsonl", question = "q", choices = ["a", "b"], '
+                'answer = "gold", template = "{question}", language = "ko", license = "CC0-1.0" }')
+
     cfg = ws.root / "soberan.toml"
-    cfg.write_text(cfg.read_text() + spec.format(name="quiz") + '\n[curate.decontam]\nbenchmarks = ["quiz"]\n')
+    cfg.write_text(cfg.read_text().replace("[evaluate]\n", f"[evaluate]\nbenchmarks = [{spec('quiz')}]\n", 1)
+                   + '\n[curate.decontam]\nbenchmarks = ["quiz"]\n')
 
     def curate_status():
         return stage_status(Workspace.open(ws.root), "curate")
@@ -182,8 +177,9 @@ license = "CC0-1.0"
     reads = []
     monkeypatch.setattr(decontam, "benchmark_texts", lambda c: reads.append(1) or decontam_texts(c))
     assert curate_status().current
-    cfg.write_text(cfg.read_text().replace("[evaluate]\n", "[evaluate]\nbatch_size = 3\n", 1))
-    cfg.write_text(cfg.read_text() + spec.format(name="quiz_eval_only"))
+    cfg.write_text(cfg.read_text().replace("[evaluate]\n", "[evaluate]\nbatch_size = 3\n", 1)
+                   .replace(spec("quiz"), f"{spec('quiz')}, {spec('quiz_eval_only')}"))
+    assert len(Workspace.open(ws.root).config.evaluate.benchmarks) == 2
     assert Workspace.open(ws.root).config.evaluate.batch_size == 3
     assert curate_status().current, curate_status().reasons
     assert reads == []  # the texts were not read again: nothing they are made from changed
