@@ -100,6 +100,23 @@ def test_unknown_base_is_a_clear_error(tmp_path):
         hf.load(bad)
 
 
+def test_transformers_loaders_read_a_saved_tokenizer_and_local_paths_only(english_bpe, tmp_path):
+    """`hf.save` writes what `hf.load_tokenizer` (transformers) reads, from the folder or its
+    tokenizer.json; a path that is not there is an error naming it, never a hub lookup."""
+    out = hf.save(english_bpe.tokenizer, tmp_path / "tok", bos="<s>", eos="</s>", unk=None, pad=None,
+                  chat_template=hf.CHATML)
+    text = "The tokenizer reads what it wrote."
+    for where in (out, out / "tokenizer.json"):
+        tok = hf.load_tokenizer(where)
+        assert tok.decode(tok(text, add_special_tokens=False)["input_ids"]) == text
+    assert hf.load_tokenizer(out).chat_template == hf.CHATML
+    for load in (hf.load_tokenizer, hf.load_model, hf.load_config):
+        with pytest.raises(FileNotFoundError, match="nope"):
+            load(tmp_path / "nope")
+    with pytest.raises(FileNotFoundError, match="never from the hub"):
+        hf.load_model("someorg/some-model")
+
+
 def test_unigram_sentencepiece_cannot_be_extended(tmp_path):
     import sentencepiece as spm
 
