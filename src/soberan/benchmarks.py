@@ -8,7 +8,7 @@ shipped in `soberan/evaluate/specs/`, the folders in `[evaluate] spec_dirs`, and
 `[[evaluate.benchmarks]]` tables of the workspace config. A spec file holds `[[benchmark]]`
 tables; a table with `variants = [...]` stands for one spec per variant, `${variant}` filled in
 (one declaration for the six languages of Belebele). The spec format itself is evaluate's
-settings schema (`BenchmarkSpec`, a pydantic model that imports nothing of soberan).
+settings schema (`BenchmarkSpec`, a pydantic model that imports only core).
 
 Files are read where they are (never copied), which is what a license such as KMMLU's CC-BY-ND
 asks; only hashes and ids of their rows reach the workspace.
