@@ -315,7 +315,7 @@ def main() -> None:
 
     sys.path.insert(0, str(REPO / "src"))
     from soberan.serve.keys import create_key, keys_path
-    from soberan.serve.offline import go_offline
+    from soberan.offline import go_offline
     from soberan.workspace import Workspace, init_workspace
 
     go_offline()

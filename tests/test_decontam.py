@@ -12,6 +12,7 @@ import pytest
 
 from soberan.config import ConfigError
 from soberan.curate.decontam import Index, build_lang_index, read_benchmark_file
+from soberan.curate.decontam import benchmark_texts as decontam_texts
 from soberan.lang import LangPack
 
 
@@ -142,3 +143,52 @@ def test_lines_mode_in_the_pipeline(tmp_path):
                           f"read_parquet('{ws.ledger.decisions_glob()}') WHERE step = 'decontam'").fetchall())
     assert dec[ids[0]].startswith("redacted: shares") and "removed the 1 line" in dec[ids[0]]
     assert dec[ids[1]].startswith("dropped: shares") and "outside those lines" in dec[ids[1]]
+
+
+def test_build_reruns_curate_for_the_benchmark_texts_only(tmp_path, monkeypatch):
+    """Curate's config hash covers what decontamination reads, the texts of the benchmarks it
+    names, not all of [evaluate]: another batch size or a benchmark declared for evaluation only
+    leaves the curated corpus current; an edited benchmark item makes build rerun curate. The
+    texts are read again only when a file or a named spec changed."""
+    from test_build_fakes import fake_runner, make_fake_workspace, offline_env  # noqa: F401 (autouse)
+
+    from soberan.build import run, stage_status
+    from soberan.curate import decontam
+    from soberan.workspace import Workspace
+
+    ws = make_fake_workspace(tmp_path / "w")
+    (ws.root / "bench").mkdir()
+    quiz = ws.root / "bench" / "quiz.jsonl"
+    quiz.write_text(json.dumps({"q": "대한민국의 수도는 어디인가", "a": "서울", "b": "부산", "gold": 0},
+                               ensure_ascii=False) + "\n")
+
+    def spec(name: str) -> str:  # a [[evaluate.benchmarks]] entry, as an inline table
+        return (f'{{ name = "{name}", path = "bench/quiz.jsonl", question = "q", choices = ["a", "b"], '
+                'answer = "gold", template = "{question}", language = "ko", license = "CC0-1.0" }')
+
+    cfg = ws.root / "soberan.toml"
+    cfg.write_text(cfg.read_text().replace("[evaluate]\n", f"[evaluate]\nbenchmarks = [{spec('quiz')}]\n", 1)
+                   + '\n[curate.decontam]\nbenchmarks = ["quiz"]\n')
+
+    def curate_status():
+        return stage_status(Workspace.open(ws.root), "curate")
+
+    run(Workspace.open(ws.root), runner=fake_runner)
+    reads = []
+    monkeypatch.setattr(decontam, "benchmark_texts", lambda c: reads.append(1) or decontam_texts(c))
+    assert curate_status().current
+    cfg.write_text(cfg.read_text().replace("[evaluate]\n", "[evaluate]\nbatch_size = 3\n", 1)
+                   .replace(spec("quiz"), f"{spec('quiz')}, {spec('quiz_eval_only')}"))
+    assert len(Workspace.open(ws.root).config.evaluate.benchmarks) == 2
+    assert Workspace.open(ws.root).config.evaluate.batch_size == 3
+    assert curate_status().current, curate_status().reasons
+    assert reads == []  # the texts were not read again: nothing they are made from changed
+
+    quiz.write_text(quiz.read_text().replace("어디인가", "어디입니까"))
+    st = curate_status()
+    assert reads == [1]
+    assert not st.current and st.reasons == [
+        "config changed ([curate], [project] or the benchmark texts [curate.decontam] names)"]
+    s = run(Workspace.open(ws.root), runner=fake_runner)
+    assert {r.stage: r.action for r in s.stages}["curate"] == "rebuilt"
+    assert curate_status().current

@@ -289,7 +289,8 @@ def test_compare_run_offline(workspace, tiny_models, no_network):
 
 def test_template_and_rendered_example_are_recorded(workspace, tiny_models):
     from soberan.evaluate import run
-    from soberan.evaluate.specs import load_items, load_spec, render
+    from soberan.benchmarks import load_items, load_spec
+    from soberan.evaluate.specs import render
 
     ws = _workspace(workspace, tiny_models, ["짧은 문서."], 'sets = ["quiz"]\nbpb = false\nnum_fewshot = 0')
     p = ws.root / "soberan.toml"  # give the quiz a few-shot split and ask for 2 shots

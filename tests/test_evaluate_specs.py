@@ -65,7 +65,8 @@ license = "CC0-1.0"
 
 
 def test_config_declared_spec_reads_nested_jsonl_and_headerless_tsv(workspace):
-    from soberan.evaluate.specs import continuations, load_items, load_spec, render
+    from soberan.benchmarks import load_items, load_spec
+    from soberan.evaluate.specs import continuations, render
 
     ws = _quiz_ws(workspace)
     spec = load_spec(ws.config, "quiz")
@@ -81,7 +82,7 @@ def test_config_declared_spec_reads_nested_jsonl_and_headerless_tsv(workspace):
 
 
 def test_rows_that_do_not_fit_are_rejected_with_reason(workspace):
-    from soberan.evaluate.specs import load_items, load_items_checked, load_spec
+    from soberan.benchmarks import load_items, load_items_checked, load_spec
 
     bad = QUIZ + [{"meta": {"uid": "bad"}, "body": {"stem": "x", "passage": "y"},
                    "options": [{"t": "a"}, {"t": "b"}], "key": "D"}]
@@ -116,7 +117,7 @@ license = "CC0-1.0"
 
 
 def test_unknown_set_name_lists_groups(workspace):
-    from soberan.evaluate.specs import resolve_names
+    from soberan.benchmarks import resolve_names
 
     with pytest.raises(ConfigError, match="kobest"):
         resolve_names(workspace.config, ["no_such_set"])
@@ -124,7 +125,7 @@ def test_unknown_set_name_lists_groups(workspace):
 
 def test_shipped_specs_read_the_shared_data_in_place(workspace, shared_data, monkeypatch):
     """Every shipped spec reads its real files with no row rejected; counts match SOURCE.md."""
-    from soberan.evaluate.specs import all_specs, load_items_checked, with_paths
+    from soberan.benchmarks import all_specs, load_items_checked, with_paths
 
     monkeypatch.setenv("SOBERAN_SHARED_DATA", str(shared_data))
     expected = {"kobest_boolq": 1404, "kobest_copa": 1000, "kobest_hellaswag": 500, "kobest_sentineg": 397,
@@ -149,7 +150,7 @@ def test_shipped_specs_read_the_shared_data_in_place(workspace, shared_data, mon
 
 
 def test_benchmark_texts_for_curate(workspace, shared_data, monkeypatch):
-    from soberan.evaluate.specs import benchmark_texts
+    from soberan.benchmarks import benchmark_texts
 
     monkeypatch.setenv("SOBERAN_SHARED_DATA", str(shared_data))
     texts = benchmark_texts(workspace.config, ["kobest_copa", "kobest_sentineg"])
@@ -161,7 +162,7 @@ def test_benchmark_texts_for_curate(workspace, shared_data, monkeypatch):
 
 
 def test_shared_data_unset_is_a_clear_error(workspace, monkeypatch):
-    from soberan.evaluate.specs import benchmark_texts
+    from soberan.benchmarks import benchmark_texts
 
     monkeypatch.delenv("SOBERAN_SHARED_DATA", raising=False)
     with pytest.raises(ConfigError, match="shared_data"):
@@ -171,8 +172,9 @@ def test_shared_data_unset_is_a_clear_error(workspace, monkeypatch):
 def test_lm_eval_export_matches_soberan_and_lm_eval_schema(workspace, tmp_path):
     import jinja2
 
+    from soberan.benchmarks import load_items, load_spec
     from soberan.evaluate.export import TASKCONFIG_KEYS, export_lm_eval
-    from soberan.evaluate.specs import load_items, load_spec, render
+    from soberan.evaluate.specs import render
 
     ws = _quiz_ws(workspace)
     specs = [load_spec(ws.config, "quiz"), load_spec(ws.config, "senti")]
@@ -201,7 +203,7 @@ def test_lm_eval_export_matches_soberan_and_lm_eval_schema(workspace, tmp_path):
 
 @pytest.mark.slow  # renders ten shipped benchmarks' records
 def test_lm_eval_export_of_shipped_specs(workspace, shared_data, monkeypatch, tmp_path):
-    from soberan.evaluate.specs import resolve_names, with_paths
+    from soberan.benchmarks import resolve_names, with_paths
     from soberan.evaluate.export import export_lm_eval
 
     monkeypatch.setenv("SOBERAN_SHARED_DATA", str(shared_data))
@@ -233,7 +235,7 @@ def test_paired_bootstrap():
 def test_a_spec_path_may_be_a_glob(workspace):
     """A split in shards: `path = "bench/part-*.jsonl"` reads every match, in name order; a glob
     matching nothing is an error naming it."""
-    from soberan.evaluate.specs import load_items, load_spec
+    from soberan.benchmarks import load_items, load_spec
 
     bench = workspace.root / "bench"
     bench.mkdir()

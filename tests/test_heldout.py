@@ -80,7 +80,7 @@ def test_no_held_out_unit_teaches_the_tokenizer_or_the_model(workspace):
     from soberan.tokenizer.corpus import training_texts
     from soberan.train import run as train_run
     from soberan.train.data import load_packed
-    from soberan.train.pretrain import load_tokenizer
+    from soberan.hf import load_tokenizer
     from soberan.workspace import Workspace
 
     root = workspace.root

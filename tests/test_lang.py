@@ -12,7 +12,7 @@ import unicodedata
 import pytest
 
 import soberan.lang as lang
-from soberan.lang import BASE_THRESHOLDS, available, char_ngrams, get_pack
+from soberan.lang import BASE_THRESHOLDS, LangPack, available, char_ngrams, get_pack
 
 PACKS = ["ko", "th", "vi", "id", "ms", "tl", "ar", "en"]
 
@@ -34,6 +34,7 @@ NTREX = {"ko": "ref.kor", "th": "ref.tha", "vi": "ref.vie", "id": "ref.ind", "ms
 
 def test_all_packs_available_and_aliases():
     assert set(PACKS) <= set(available())
+    assert all(isinstance(get_pack(code), LangPack) for code in available())  # lang.pii is no pack
     for code in PACKS:
         p = get_pack(code)
         assert p.code == code and p.name and p.stop_words and p.thresholds
@@ -214,7 +215,7 @@ def zz_pack(tmp_path, monkeypatch):
 
 
 def test_new_pack_is_found_and_works_unchanged(zz_pack):
-    from soberan.curate.pii import redact, rules_for
+    from soberan.lang.pii import redact, rules_for
     from soberan.curate.quality import clean_lines, fineweb_quality, gopher_quality, gopher_repetition
 
     assert "zz_test" in available()

@@ -12,7 +12,7 @@ import datetime
 
 import pytest
 
-from soberan.curate.pii import UNIVERSAL, find, redact, redact_batch, rules_for
+from soberan.lang.pii import UNIVERSAL, find, redact, redact_batch, rules_for
 
 # ---- reference check-digit algorithms (from the issuing authorities' published rules) --------
 

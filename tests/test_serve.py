@@ -527,7 +527,7 @@ def test_official_openai_client_works_unchanged(served):
 
 def test_serving_opens_no_outbound_connection(served, monkeypatch, tiny):
     """Record every connect() made in this process while a server loads a model and answers."""
-    from soberan.serve.offline import is_local
+    from soberan.offline import is_local
 
     seen = []
     real_connect, real_connect_ex = socket.socket.connect, socket.socket.connect_ex

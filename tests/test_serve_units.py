@@ -6,10 +6,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import re
 import subprocess
 import sys
-import tomllib
 from contextlib import asynccontextmanager
 
 import pytest
@@ -366,7 +364,7 @@ def test_accepted_openai_fields():
 def test_outbound_guard_refuses_internet_but_not_loopback():
     code = (
         "import socket\n"
-        "from soberan.serve.offline import refuse_outbound\n"
+        "from soberan.offline import refuse_outbound\n"
         "srv = socket.socket(); srv.bind(('127.0.0.1', 0)); srv.listen()\n"
         "refuse_outbound()\n"
         "socket.create_connection(srv.getsockname(), timeout=2).close()\n"
@@ -449,7 +447,7 @@ def test_audit_history_cannot_be_rewritten_undetected(tmp_path, attack):
 
 _EGRESS = r"""
 import json, socket
-from soberan.serve.offline import refuse_outbound
+from soberan.offline import refuse_outbound
 srv = socket.socket(); srv.bind(("127.0.0.1", 0)); srv.listen()
 udp_local = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); udp_local.bind(("127.0.0.1", 0))
 refuse_outbound()
@@ -539,7 +537,7 @@ def test_network_namespace_leaves_only_loopback():
     loopback works, and a socket bound before the move still accepts from outside."""
     code = (
         "import socket\n"
-        "from soberan.serve.offline import isolate_network\n"
+        "from soberan.offline import isolate_network\n"
         "outer = socket.socket(); outer.bind(('127.0.0.1', 0)); outer.listen()\n"
         "print('mode', isolate_network())\n"
         "try:\n"

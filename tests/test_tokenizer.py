@@ -7,7 +7,8 @@ from collections import Counter
 
 import pytest
 
-from soberan.tokenizer import extend, fertility, formats
+from soberan import hf
+from soberan.tokenizer import extend, fertility
 from soberan.tokenizer.train import train_bpe
 from soberan.workspace import konlpy_corpus_dir
 
@@ -37,8 +38,8 @@ def korean_texts() -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def mistral() -> formats.Loaded:
-    return formats.load("mistral-v1")
+def mistral() -> hf.Loaded:
+    return hf.load("mistral-v1")
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +56,7 @@ def english_bpe():
     words = ENGLISH.split()
     texts = [ENGLISH] + [" ".join(words[i:] + words[:i]) for i in range(len(words))]
     tok = train_bpe(texts, 400, ["<s>", "</s>"], min_frequency=2)
-    return formats.Loaded(tok, "english-bpe", "bytelevel", bos="<s>", eos="</s>")
+    return hf.Loaded(tok, "english-bpe", "bytelevel", bos="<s>", eos="</s>")
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +71,7 @@ def english_sp(tmp_path_factory):
                                    model_type="bpe", byte_fallback=True, split_digits=True,
                                    character_coverage=1.0, normalization_rule_name="identity",
                                    remove_extra_whitespaces=False, minloglevel=2)
-    return formats.load(d / "en.model")
+    return hf.load(d / "en.model")
 
 
 def ids(tok, text: str) -> list[int]:
@@ -82,7 +83,7 @@ def ids(tok, text: str) -> list[int]:
 def test_mistral_v1_conversion_matches_sentencepiece(mistral):
     import sentencepiece as spm
 
-    sp = spm.SentencePieceProcessor(model_file=str(formats.mistral_common_file("mistral-v1")))
+    sp = spm.SentencePieceProcessor(model_file=str(hf.mistral_common_file("mistral-v1")))
     assert mistral.style == "sentencepiece" and mistral.vocab_size == 32000
     assert (mistral.bos, mistral.eos, mistral.unk) == ("<s>", "</s>", "<unk>")
     for text in MIXED + [ENGLISH]:
@@ -92,11 +93,28 @@ def test_mistral_v1_conversion_matches_sentencepiece(mistral):
 
 def test_unknown_base_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="no tokenizer at"):
-        formats.load(tmp_path / "nope.model")
+        hf.load(tmp_path / "nope.model")
     bad = tmp_path / "bad.model"
     bad.write_bytes(b"\x00not a model")
     with pytest.raises(FileNotFoundError, match="not a SentencePiece model"):
-        formats.load(bad)
+        hf.load(bad)
+
+
+def test_transformers_loaders_read_a_saved_tokenizer_and_local_paths_only(english_bpe, tmp_path):
+    """`hf.save` writes what `hf.load_tokenizer` (transformers) reads, from the folder or its
+    tokenizer.json; a path that is not there is an error naming it, never a hub lookup."""
+    out = hf.save(english_bpe.tokenizer, tmp_path / "tok", bos="<s>", eos="</s>", unk=None, pad=None,
+                  chat_template=hf.CHATML)
+    text = "The tokenizer reads what it wrote."
+    for where in (out, out / "tokenizer.json"):
+        tok = hf.load_tokenizer(where)
+        assert tok.decode(tok(text, add_special_tokens=False)["input_ids"]) == text
+    assert hf.load_tokenizer(out).chat_template == hf.CHATML
+    for load in (hf.load_tokenizer, hf.load_model, hf.load_config):
+        with pytest.raises(FileNotFoundError, match="nope"):
+            load(tmp_path / "nope")
+    with pytest.raises(FileNotFoundError, match="never from the hub"):
+        hf.load_model("someorg/some-model")
 
 
 def test_unigram_sentencepiece_cannot_be_extended(tmp_path):
@@ -106,7 +124,7 @@ def test_unigram_sentencepiece_cannot_be_extended(tmp_path):
     spm.SentencePieceTrainer.train(input=str(tmp_path / "t.txt"), model_prefix=str(tmp_path / "u"),
                                    vocab_size=60, model_type="unigram", minloglevel=2)
     with pytest.raises(ValueError, match="only BPE"):
-        formats.load(tmp_path / "u.model")
+        hf.load(tmp_path / "u.model")
 
 
 # --- continued BPE ------------------------------------------------------------------------------
@@ -209,7 +227,7 @@ def test_fertility_numbers(mistral, mistral_ext, tmp_path):
     _, tok, held = mistral_ext
     sets = [fertility.eval_set("ko", held.splitlines()), fertility.eval_set("en", [ENGLISH]),
             fertility.eval_set("xx", ["zzz zzz"])]
-    ext = formats.Loaded(tok, "extended", "sentencepiece", unk="<unk>")
+    ext = hf.Loaded(tok, "extended", "sentencepiece", unk="<unk>")
     rep = {"mistral-v1": fertility.measure(mistral, sets), "extended": fertility.measure(ext, sets)}
     ko0, ko1 = rep["mistral-v1"]["ko"], rep["extended"]["ko"]
     assert ko0.words and ko0.tokens_per_word > ko1.tokens_per_word
@@ -240,8 +258,8 @@ def test_fertility_numbers(mistral, mistral_ext, tmp_path):
 def test_tekken_matches_mistral_common():
     from mistral_common.tokens.tokenizers.tekken import Tekkenizer
 
-    tk = formats.load("tekken")
-    ref = Tekkenizer.from_file(formats.mistral_common_file("tekken"))
+    tk = hf.load("tekken")
+    ref = Tekkenizer.from_file(hf.mistral_common_file("tekken"))
     assert tk.style == "bytelevel" and tk.vocab_size == ref.n_words
     assert tk.tokenizer.token_to_id("[INST]") == ref.get_special_token("[INST]")
     for text in MIXED + [ENGLISH]:

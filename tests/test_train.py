@@ -120,7 +120,7 @@ def weights(folder: Path) -> dict[str, torch.Tensor]:
 def test_pack_spans_decode_to_documents_and_heldout_is_never_packed(tiny_ws):
     from soberan.heldout import HeldoutSettings
     from soberan.train.data import CorpusInput, load_packed, pack, plan_heldout
-    from soberan.train.pretrain import load_tokenizer
+    from soberan.hf import load_tokenizer
 
     tok = load_tokenizer(tiny_ws.root / "tokenizer" / "final")
     out = tiny_ws.root / "model"
@@ -146,7 +146,7 @@ def test_pack_spans_decode_to_documents_and_heldout_is_never_packed(tiny_ws):
 def test_pack_resumes_after_a_failure_halfway(tiny_ws):
     from soberan.heldout import HeldoutSettings
     from soberan.train.data import CorpusInput, pack, plan_heldout
-    from soberan.train.pretrain import load_tokenizer
+    from soberan.hf import load_tokenizer
 
     tok = load_tokenizer(tiny_ws.root / "tokenizer" / "final")
     rule = lambda us: plan_heldout(us, HeldoutSettings(fraction=0.1, min_units=1, max_doc_share=0.5))
@@ -229,7 +229,7 @@ def test_repetition_cap_stops_a_source_then_the_data():
 
 def _extended(ws, new_words: list[str]) -> tuple[Path, dict[int, list[int]]]:
     """A copy of the workspace tokenizer with `new_words` added, and its new_token_init.json."""
-    from soberan.train.pretrain import load_tokenizer
+    from soberan.hf import load_tokenizer
 
     tok = load_tokenizer(ws.root / "tokenizer" / "final")
     base = len(tok)
@@ -257,7 +257,8 @@ def _base_model(path: Path, vocab: int, tie: bool):
 def test_new_token_embedding_is_the_mean_of_its_parts(tiny_ws, tie):
     from transformers import AutoModelForCausalLM
 
-    from soberan.train.pretrain import adapt_vocab, load_tokenizer
+    from soberan.hf import load_tokenizer
+    from soberan.train.pretrain import adapt_vocab
 
     tok_dir, new = _extended(tiny_ws, ["대한민국은", "평등하다"])
     base = _base_model(tiny_ws.root / "base", 320, tie)
@@ -277,7 +278,8 @@ def test_embedding_stage_freezes_everything_but_new_rows_then_trains_all(tiny_ws
     from transformers import AutoModelForCausalLM
 
     from soberan.train import run
-    from soberan.train.pretrain import adapt_vocab, load_tokenizer
+    from soberan.hf import load_tokenizer
+    from soberan.train.pretrain import adapt_vocab
 
     tok_dir, new = _extended(tiny_ws, ["대한민국은", "평등하다", "법률을"])
     _base_model(tiny_ws.root / "base", 320, tie=True)
@@ -307,7 +309,7 @@ def test_embedding_stage_freezes_everything_but_new_rows_then_trains_all(tiny_ws
 
 def test_chat_loss_is_masked_to_assistant_turns(tiny_ws):
     from soberan.train.chat import IGNORE, encode_chat
-    from soberan.train.pretrain import load_tokenizer
+    from soberan.hf import load_tokenizer
 
     tok = load_tokenizer(tiny_ws.root / "tokenizer" / "final")
     msgs = [{"role": "system", "content": "법원은 심판한다"}, {"role": "user", "content": "the court?"},
@@ -346,7 +348,7 @@ def test_lora_trains_adapters_only_and_rejects_bad_lines(tiny_ws):
     from soberan.train import run
 
     _base_model(tiny_ws.root / "base", 320, tie=True)
-    from soberan.train.pretrain import load_tokenizer
+    from soberan.hf import load_tokenizer
 
     load_tokenizer(tiny_ws.root / "tokenizer" / "final").save_pretrained(tiny_ws.root / "base")
     base_w = weights(tiny_ws.root / "base")

@@ -197,8 +197,10 @@ def _check_license(ws: Workspace, license: str | None, what: str) -> str:
 def _convert(gguf_path: Path, target: Path) -> None:
     """Dequantize a GGUF into an HF folder at `target`, written whole or not at all."""
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
     from transformers.utils import logging as hf_logging
+
+    from soberan.hf import load_model, load_tokenizer
 
     hf_logging.disable_progress_bar()
     tmp = target.with_name(f".tmp-{target.name}")
@@ -207,8 +209,8 @@ def _convert(gguf_path: Path, target: Path) -> None:
         kw = {"gguf_file": gguf_path.name}
         # transformers' GGUF reader draws its own tqdm bar on stderr; errors still raise.
         with contextlib.redirect_stderr(io.StringIO()):
-            tok = AutoTokenizer.from_pretrained(str(gguf_path.parent), **kw)
-            loaded = AutoModelForCausalLM.from_pretrained(str(gguf_path.parent), dtype=torch.float32, **kw)
+            tok = load_tokenizer(gguf_path.parent, **kw)
+            loaded = load_model(gguf_path.parent, dtype=torch.float32, **kw)
         # transformers marks a GGUF-loaded model as quantized and refuses to save it, though its
         # weights are already plain float32: rebuild it from the config without that mark.
         body = loaded.config.to_dict()

@@ -58,9 +58,11 @@ STAGES: tuple[Stage, ...] = (
           settings="soberan.collect.config:CollectSettings",
           commands=(Command("collect", "soberan.collect.cli:collect"),)),
     Stage("curate", "soberan.curate", "curated",
-          # The project's languages choose the packs; [evaluate] names the benchmarks to
-          # decontaminate against.
-          config_sections=("curate", "project", "evaluate"),
+          # The project's languages choose the packs. Decontamination also reads benchmark
+          # texts: its hash covers the texts themselves, not the rest of [evaluate].
+          config_sections=("curate", "project"),
+          config_hash="soberan.curate:config_hash",
+          config_also="the benchmark texts [curate.decontam] names",
           main_artifact="corpus", upstream=("collect",), built=True,
           settings="soberan.curate.config:CurateSettings",
           commands=(Command("curate", "soberan.curate.cli:curate"),

@@ -27,7 +27,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from soberan import stages
-from soberan.build.airgap import OFFLINE_ENV, airgap
+from soberan.offline import OFFLINE_ENV, airgap
 from soberan.freshness import current_main, freshness, stage_config_hash
 from soberan.workspace import Workspace
 

@@ -27,7 +27,7 @@ def build(workspace: Path = typer.Option(Path("."), "--workspace", "-w",
     where it stopped; a take-down's stale marks force a rebuild without the taken-down documents.
     """
     if isolate_network:  # first, before a library starts a thread that would stay outside
-        from soberan.serve.offline import isolate_network as isolate
+        from soberan.offline import isolate_network as isolate
         from soberan.ui import console
 
         try:
@@ -35,7 +35,7 @@ def build(workspace: Path = typer.Option(Path("."), "--workspace", "-w",
         except OSError as e:
             console.print(f"[red]error:[/red] --isolate-network: {e}")
             raise typer.Exit(2) from None
-    from soberan.build.airgap import airgap
+    from soberan.offline import airgap
 
     airgap()  # before any stage module (and so torch, transformers, ray) is imported
 

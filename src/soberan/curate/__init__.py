@@ -30,7 +30,7 @@ if TYPE_CHECKING:  # soberan.config imports this package for CurateSettings: no 
     from soberan.workspace import Workspace
 
 STAGE = "curate"
-# The config sections this stage reads (the stage registry keeps them, and says why): hashed into
+# The config sections this stage reads (the stage registry keeps them, and says why; decontamination also reads benchmark texts, which `config_hash` adds: the texts themselves, not the rest of [evaluate]): hashed into
 # each artifact it records, and what `soberan build` compares to decide whether it must run again.
 CONFIG_SECTIONS = stages.get(STAGE).config_sections
 VERSION = "1"  # bump when a step's behaviour changes, so a resumed run does not mix versions
@@ -79,10 +79,23 @@ def plan(steps: list[str]) -> list[Pass]:
     return passes
 
 
-def _fingerprint(ws: Workspace, raw_art: dict) -> str:
-    body = {"raw": raw_art["hash"], "config": ws.config.section_hash(*CONFIG_SECTIONS),
-            "version": VERSION}
-    return json_sha256(body)
+def config_hash(ws: Workspace) -> str:
+    """The config hash curate records with its artifact and `soberan build` compares: its config
+    sections and, when the decontam step runs, the texts it decontaminates against."""
+    sections = ws.config.section_hash(*CONFIG_SECTIONS)
+    if "decontam" not in ws.config.curate.steps:
+        return sections
+    from soberan.curate.decontam import texts_digest
+
+    try:
+        texts = texts_digest(ws.config, ws.hash_cache, ws.root / "work" / "decontam-texts.json")
+    finally:
+        ws.hash_cache.save()
+    return json_sha256({"sections": sections, "benchmark_texts": texts})
+
+
+def _fingerprint(raw_art: dict, chash: str) -> str:
+    return json_sha256({"raw": raw_art["hash"], "config": chash, "version": VERSION})
 
 
 def _check(ws: Workspace) -> None:
@@ -141,9 +154,9 @@ def run(ws: Workspace, *, executor: str | None = None, workers: int | None = Non
         raise FileNotFoundError(f"{ws.root / raw_art['path']}: the collected corpus has no shards")
     _check(ws)
     check_shards(inputs)
-    config_hash = cfg.section_hash(*CONFIG_SECTIONS)
+    chash = config_hash(ws)
     out = ws.stage_dir(STAGE)
-    fresh = freshness(ws, STAGE, config_hash=config_hash, inputs={"collect": raw_art}, takedowns=False)
+    fresh = freshness(ws, STAGE, config_hash=chash, inputs={"collect": raw_art}, takedowns=False)
     if not force and fresh.current:
         art = fresh.artifact
         stats = read_json(out / "stats.json")
@@ -156,7 +169,7 @@ def run(ws: Workspace, *, executor: str | None = None, workers: int | None = Non
         from soberan.curate.signals import signals_root
 
         shutil.rmtree(signals_root(ws.root), ignore_errors=True)
-    fp = _fingerprint(ws, raw_art)
+    fp = _fingerprint(raw_art, chash)
     if force or not (work / "RUN").exists() or (work / "RUN").read_text().strip() != fp:
         _reset(ws, work, out, fp)
     passes = plan(list(cur.steps))
@@ -205,7 +218,7 @@ def run(ws: Workspace, *, executor: str | None = None, workers: int | None = Non
     write_json(out / "stats.json", stats, ensure_ascii=False, indent=1)
     summary = summary_of(stats, len(inputs))
     art = ws.ledger.record_artifact(stage=STAGE, kind="corpus", path=out, inputs=[raw_art["hash"]],
-                                    config_hash=config_hash,
+                                    config_hash=chash,
                                     meta={"input_docs": summary.input_docs,
                                           "output_docs": summary.output_docs,
                                           "dropped": summary.dropped, "redacted": summary.redacted,

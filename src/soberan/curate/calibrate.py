@@ -255,7 +255,7 @@ def histogram_svg(rule: Rule, title: str, bins: int = 30) -> str:
     dashed and the proposal solid."""
     from html import escape
 
-    from soberan.report.charts import PALETTE, _svg
+    from soberan.charts import PALETTE, svg
 
     vals = [v[~np.isnan(v)] for v in (rule.corpus, rule.reference)]
     allv = np.concatenate(vals) if any(len(v) for v in vals) else np.zeros(1)
@@ -286,7 +286,7 @@ def histogram_svg(rule: Rule, title: str, bins: int = 30) -> str:
     body.append(f'<text x="{pad}" y="{h - 8}">{lo:g}</text><text x="{w - pad}" y="{h - 8}" '
                 f'text-anchor="end">{hi:g}</text>')
     body.append(f'<text x="{w / 2}" y="12" text-anchor="middle">{escape(title)}</text>')
-    return _svg(f"calibration-{rule.key}", w, h, body, title)
+    return svg(f"calibration-{rule.key}", w, h, body, title)
 
 
 def report_html(cals: list[LangCalibration], keep: float) -> str:

@@ -7,12 +7,15 @@ n-gram of words with a benchmark item, with n = 13, lowered for a benchmark of s
 the same idea on tokens. Words are the document language's own (Kiwi morphemes for Korean, Thai
 words for Thai), so the rule means the same in every language.
 
-Benchmark texts come from `soberan.evaluate` (the benchmarks named in `[evaluate]`) or from files
-named in `[curate.decontam] files`. Their n-gram hashes are computed once per language and kept as
-a small Parquet file beside the stored signals, keyed by the benchmark texts, so every worker, and
-every later run, loads instead of re-segmenting them. What each document shares with them is a
-stored signal too (soberan.curate.signals): a rerun after a changed threshold (`min_matches`,
-`mode`, a quality threshold) decides again without segmenting the document.
+Benchmark texts come from the benchmark specs that `soberan evaluate` scores (read by the core
+module `soberan.benchmarks`, declared in `[evaluate]` or shipped) or from files named in
+`[curate.decontam] files`. Their n-gram hashes are computed once per language and kept as a small
+Parquet file beside the stored signals, keyed by the benchmark texts, so every worker, and every
+later run, loads instead of re-segmenting them. What each document shares with them is a stored
+signal too (soberan.curate.signals): a rerun after a changed threshold (`min_matches`, `mode`, a
+quality threshold) decides again without segmenting the document. `texts_digest` hashes the
+texts themselves: curate's config hash covers what decontamination reads, not the rest of
+`[evaluate]`.
 """
 
 from __future__ import annotations
@@ -27,9 +30,11 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from soberan.benchmarks import benchmark_texts as declared_texts
+from soberan.benchmarks import resolve_names, spec_files, with_paths
 from soberan.config import Config, ConfigError
 from soberan.curate.minhash import ngram_hashes
-from soberan.documents import write_parquet_atomic
+from soberan.documents import HashCache, write_parquet_atomic, write_text_atomic
 from soberan.lang import LangPack
 
 MIN_N = 8  # GPT-3's lower bound on the n-gram size
@@ -95,15 +100,50 @@ def benchmark_texts(cfg: Config) -> dict[str, list[str]]:
     d = cfg.curate.decontam
     out: dict[str, list[str]] = {}
     if d.benchmarks:
-        try:
-            from soberan.evaluate.specs import benchmark_texts as from_evaluate
-        except ImportError as e:
-            raise ConfigError("curate.decontam.benchmarks needs soberan.evaluate's benchmark specs "
-                              f"({e}); name the files in curate.decontam.files instead") from None
-        out.update(from_evaluate(cfg, list(d.benchmarks)))
+        out.update(declared_texts(cfg, list(d.benchmarks)))
     for f in d.files:
         out[f.name] = read_benchmark_file(cfg.resolve(f.path), list(f.fields))
     return out
+
+
+def texts_digest(cfg: Config, hashes: HashCache | None = None, memo: Path | None = None) -> str:
+    """sha256 of every benchmark text decontamination reads, by benchmark name: an edited item,
+    another file or another set named changes it; an `[evaluate]` setting that is not a
+    benchmark text (batch_size, a benchmark declared but not named here) does not.
+
+    With the workspace's file-hash cache and a `memo` file, the texts are read again only when
+    what they are made from changed (a named spec's declaration, the bytes of a file): reading
+    NSMC's 195k texts takes seconds, and a build that finds curate current should not pay them."""
+    key = _sources_key(cfg, hashes) if hashes is not None and memo is not None else None
+    if key is not None:
+        try:
+            saved = json.loads(memo.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            saved = {}
+        if saved.get("key") == key:
+            return saved["digest"]
+    body = json.dumps(benchmark_texts(cfg), sort_keys=True, ensure_ascii=False)
+    digest = hashlib.sha256(body.encode("utf-8", "surrogatepass")).hexdigest()
+    if key is not None:
+        write_text_atomic(memo, json.dumps({"key": key, "digest": digest}))
+    return digest
+
+
+def _sources_key(cfg: Config, hashes: HashCache) -> str | None:
+    """What the benchmark texts are made from: the named specs as declared, the `files` entries,
+    and the content hash of every file they read (by size and mtime, without reading it again).
+    None when a file cannot be read: reading the texts then says what is wrong."""
+    d = cfg.curate.decontam
+    try:
+        specs = [with_paths(cfg, s) for s in resolve_names(cfg, list(d.benchmarks))] if d.benchmarks else []
+        paths = [f for s in specs for p in (s.path, s.fewshot_path) if p for f in spec_files(p)]
+        paths += [cfg.resolve(f.path) for f in d.files]
+        body = {"specs": [s.model_dump(mode="json") for s in specs],
+                "files": [f.model_dump(mode="json") for f in d.files],
+                "sha256": [hashes.file_sha256(Path(p)) for p in paths]}
+    except (OSError, ConfigError):
+        return None
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
 
 # --- the index ----------------------------------------------------------------------------------

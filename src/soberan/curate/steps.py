@@ -113,7 +113,7 @@ class Context:
     def pii_rules(self, languages: tuple[str, ...]):
         """The PII rules of these languages' packs, built once per worker."""
         if languages not in self._pii_rules:
-            from soberan.curate.pii import rules_for
+            from soberan.lang.pii import rules_for
 
             self._pii_rules[languages] = rules_for(languages)
         return self._pii_rules[languages]
@@ -496,7 +496,7 @@ class Pii(DocFilter):
                                                 "pii_types": pa.list_(pa.string())}
 
     def decide(self, doc: Doc) -> DocResult:
-        from soberan.curate.pii import redact as redact_pii
+        from soberan.lang.pii import redact as redact_pii
 
         new, types = redact_pii(doc.text, doc.ctx.pii_rules(self.languages))
         merged = sorted(set(doc.get("pii_types") or []) | set(types)) or None

@@ -27,7 +27,7 @@ def evaluate(
         ws = Workspace.open(workspace)
         if export_lm_eval is not None:
             from soberan.evaluate.export import export_lm_eval as export
-            from soberan.evaluate.specs import resolve_names, with_paths
+            from soberan.benchmarks import resolve_names, with_paths
 
             chosen = names or ws.config.evaluate.sets
             if not chosen:

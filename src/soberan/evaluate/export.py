@@ -15,10 +15,11 @@ import string
 from dataclasses import dataclass
 from pathlib import Path
 
+from soberan.benchmarks import (LETTERS, _MISSING, _gold, _text, file_format, get_field, make_item,
+                                read_records, spec_files)
 from soberan.config import ConfigError
 from soberan.evaluate.config import BenchmarkSpec
-from soberan.evaluate.specs import (LETTERS, _MISSING, _gold, _text, file_format, get_field, make_item,
-                                    read_records, render, spec_files)
+from soberan.evaluate.specs import render
 
 # The keys lm-eval's TaskConfig accepts (lm_eval/config/task.py, v0.4.x; `group` is the older
 # spelling of `tag`). Used to validate an export when lm-eval itself is not installed.

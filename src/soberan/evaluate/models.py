@@ -129,21 +129,20 @@ def heldout_files(ws, models: list[ModelRef]) -> dict[str, Path]:
 
 def load_model(path: Path, device: str = "auto"):
     """Model and tokenizer from a local folder only (no hub lookup), in eval mode."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # the stage shows its own progress
 
+    from soberan import hf
     from soberan.device import pick_device
     from soberan.ui import console
 
     device = pick_device(device, console.print, "evaluating")  # no CUDA: say why, use the CPU
     try:
-        tok = AutoTokenizer.from_pretrained(path, local_files_only=True)
+        tok = hf.load_tokenizer(path)
     except (OSError, ValueError) as e:
         raise FileNotFoundError(f"{path}: no tokenizer saved with the model ({e})") from None
-    model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, dtype="auto")
+    model = hf.load_model(path, dtype="auto")
     if device == "cpu":
         model = model.float()  # bf16 matmuls are slow on most CPUs and lose precision in the sum
     return model.to(device).eval(), tok

@@ -10,13 +10,13 @@ from pathlib import Path
 
 import numpy as np
 
+from soberan.benchmarks import Item, Rejected, load_items_checked, resolve_names, spec_files, with_paths
 from soberan.common import json_sha256, read_json, write_json
 from soberan.config import ConfigError
 from soberan.documents import file_sha256
 from soberan.evaluate import CONFIG_SECTIONS, EvalSummary
 from soberan.evaluate.config import BenchmarkSpec
-from soberan.evaluate.specs import (Item, Rejected, continuations, fewshot_examples, fewshot_prefix,
-                                    load_items_checked, render, resolve_names, spec_files, with_paths)
+from soberan.evaluate.specs import continuations, fewshot_examples, fewshot_prefix, render
 
 MAX_REJECTIONS_SHOWN = 20
 

@@ -255,10 +255,14 @@ def get_pack(code: str) -> LangPack:
     return pack
 
 
+SHARED_MODULES = {"pii"}  # modules of this package that every pack uses; not languages
+
+
 def available() -> list[str]:
     import soberan.lang as pkg
 
-    return sorted(m.name for m in pkgutil.iter_modules(pkg.__path__) if not m.name.startswith("_"))
+    return sorted(m.name for m in pkgutil.iter_modules(pkg.__path__)
+                  if not m.name.startswith("_") and m.name not in SHARED_MODULES)
 
 
 # ---- helpers the packs share to build PII rules -------------------------------------------------

@@ -121,7 +121,7 @@ def _is_lang(code: str) -> bool:
 def _fertility_chart(data) -> str | None:
     """Tokens per character (or per word) by language, one bar per tokenizer, when the
     measurement names them."""
-    from soberan.report import charts
+    from soberan import charts
 
     tab = fertility_table(data)
     if not tab:
@@ -159,7 +159,7 @@ def eval_table(rows: list[dict]) -> dict:
 
 
 def make_charts(f: dict) -> dict[str, str | None]:
-    from soberan.report import charts
+    from soberan import charts
 
     out: dict[str, str | None] = {}
     fu = f["funnel"]
@@ -255,7 +255,7 @@ def run(ws: Workspace, *, license: str | None = None) -> ReportSummary:
     licence for the model card (an SPDX id); without one the card says `other`."""
     import jinja2
 
-    from soberan.build.airgap import airgap
+    from soberan.offline import airgap
     from soberan.report.card import croissant, model_card
     from soberan.report.eu import eu_markdown
 

@@ -14,7 +14,7 @@ def report(workspace: Path = WS,
                                        help="The model's licence for the model card (SPDX id); default: other.")) -> None:
     """Write the sovereignty report (HTML + JSON), the EU AI Act training-data summary, the model
     card and Croissant metadata into report/, all generated from the ledger."""
-    from soberan.build.airgap import airgap
+    from soberan.offline import airgap
 
     airgap()
     from soberan.config import check_license

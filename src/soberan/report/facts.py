@@ -64,9 +64,9 @@ def final_tokenizer(ws: Workspace) -> tuple[dict, object] | None:
         def count(texts: list[str]) -> list[int]:
             return [len(e.ids) for e in tok.encode_batch(texts, add_special_tokens=False)]
     else:  # a sentencepiece-only tokenizer: go through transformers
-        from transformers import AutoTokenizer
+        from soberan.hf import load_tokenizer
 
-        hf = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+        hf = load_tokenizer(path)
 
         def count(texts: list[str]) -> list[int]:
             return [len(x) for x in hf(texts, add_special_tokens=False)["input_ids"]]

@@ -42,7 +42,7 @@ def open_listener(workspace: Path, **overrides) -> Listener:
     is opened: that loads pyarrow, whose threads would stay in the host's namespace. The socket
     stays in the namespace it was bound in, so clients still reach the server."""
     from soberan.config import CONFIG_NAME, ConfigError, load_config
-    from soberan.serve.offline import isolate_network
+    from soberan.offline import isolate_network
 
     path = Path(workspace).resolve() / CONFIG_NAME
     if not path.exists():
@@ -108,7 +108,7 @@ def build_server(ws, settings: ServeSettings, model: Path | None = None):
     from soberan.serve.keys import KeyStore, Quotas, keys_path
     from soberan.serve.limits import Noise
     from soberan.serve.model import load_transformers, resolve_model
-    from soberan.serve.offline import go_offline
+    from soberan.offline import go_offline
     from soberan.ui import console
 
     go_offline()
@@ -167,7 +167,7 @@ def run(ws, *, model: Path | None = None, listener: Listener | None = None, **ov
     import uvicorn
 
     from soberan.serve.app import create_app
-    from soberan.serve.offline import refuse_outbound
+    from soberan.offline import refuse_outbound
     from soberan.ui import console
 
     settings = settings_for(ws, **overrides)

@@ -3,7 +3,7 @@
 It is the ledger's chain (same record layout, same `record_hash`, a head file that makes the
 removal of the last records visible, the same anchor outside the workspace), kept in the serve
 folder so that a busy server never contends with the build stages for the ledger's lock. Prompts
-and completions are omitted, keyed-hashed, or stored with the curate stage's PII redaction, as
+and completions are omitted, keyed-hashed, or stored with the PII redaction curate uses too (`soberan.lang.pii`), as
 `[serve] audit_content` says. The log and its secret are readable by their owner only.
 """
 
@@ -85,7 +85,7 @@ def content_recorder(mode: str, languages: Sequence[str], secret: bytes | None =
             raise ValueError("audit_content = hash needs the workspace's audit secret")
         return lambda text: {"hmac_sha256": keyed_hash(secret, text)}
     if mode == "redact":
-        from soberan.curate.pii import redact, rules_for
+        from soberan.lang.pii import redact, rules_for
 
         rules = rules_for(list(languages))
 

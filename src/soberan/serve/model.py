@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from soberan.config import ConfigError
-from soberan.serve.offline import go_offline
+from soberan.offline import go_offline
 
 # ChatML, for a checkpoint that carries no chat template of its own (a base model from `soberan
 # train`); `<|im_end|>` then also ends a turn.
@@ -70,7 +70,8 @@ def load_transformers(path: Path, *, quantize: str = "none", threads: int = 0,
     go_offline()
     import torch
     import transformers
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    from soberan import hf
 
     transformers.utils.logging.disable_progress_bar()
     transformers.utils.logging.set_verbosity_error()
@@ -78,7 +79,7 @@ def load_transformers(path: Path, *, quantize: str = "none", threads: int = 0,
     # and on a 2-core machine that costs more than the second core gains (measured: 14x slower).
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     torch.set_num_threads(threads or max(1, cores - 1))
-    tok = AutoTokenizer.from_pretrained(path, local_files_only=True)
+    tok = hf.load_tokenizer(path)
     model = None
     if weights:
         from soberan.device import pick_device
@@ -87,11 +88,11 @@ def load_transformers(path: Path, *, quantize: str = "none", threads: int = 0,
         where = "cpu" if quantize == "int8" else pick_device(device, console.print, "serving")
         # On a GPU bf16: half the memory and the tensor cores; a CPU computes bf16 slowly.
         dtype = torch.bfloat16 if where.startswith("cuda") else torch.float32
-        model = AutoModelForCausalLM.from_pretrained(path, local_files_only=True, dtype=dtype).to(where)
+        model = hf.load_model(path, dtype=dtype).to(where)
         model.eval()
         if quantize == "int8":
             model = quantize_int8(model)
-    cfg = model.config if model is not None else AutoConfig.from_pretrained(path, local_files_only=True)
+    cfg = model.config if model is not None else hf.load_config(path)
     native = getattr(cfg, "max_position_embeddings", 0) or 2048
     ctx = min(context_length, native) if context_length else native  # never past what it was built for
     eos = cfg.eos_token_id if cfg.eos_token_id is not None else tok.eos_token_id

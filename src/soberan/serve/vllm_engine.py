@@ -16,8 +16,8 @@ import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+from soberan.offline import go_offline
 from soberan.serve.engine import Chunk, Sampling
-from soberan.serve.offline import go_offline
 
 
 class VllmEngine:

@@ -70,8 +70,9 @@ def settings(ws: Workspace, **overrides) -> TokenizerSettings:
     return TokenizerSettings.model_validate(body)
 
 
-def config_hash(ws: Workspace, s: TokenizerSettings) -> str:
+def config_hash(ws: Workspace, s: TokenizerSettings | None = None) -> str:
     # The same digest as Config.section_hash(*CONFIG_SECTIONS) when nothing is overridden.
+    s = s or settings(ws)
     body = {"tokenizer": s.model_dump(mode="json"), "heldout": ws.config.heldout.model_dump(mode="json")}
     return json_sha256(body)
 
@@ -81,10 +82,11 @@ def run(ws: Workspace, *, mode: str | None = None, base: str | None = None, new_
     """Make `tokenizer/final/` as the config (and any override) says; see the module docstring."""
     from tokenizers import AddedToken, Tokenizer
 
+    from soberan import hf as formats  # the tokenizer formats are core: train reads them too
     from soberan.config import ConfigError
     from soberan.documents import shard_paths, tree_sha256
     from soberan.freshness import freshness
-    from soberan.tokenizer import corpus, extend, fertility, formats
+    from soberan.tokenizer import corpus, extend, fertility
     from soberan.ui import progress
 
     s = settings(ws, mode=mode, base=base, new_tokens=new_tokens, vocab_size=vocab_size)

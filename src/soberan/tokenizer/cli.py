@@ -112,7 +112,8 @@ def report(tokenizers: list[str] = typer.Argument(None, help="Tokenizers to comp
     from soberan.ui import console, fail
 
     with fail(), _errors():
-        from soberan.tokenizer import fertility, formats, settings, workspace_eval_sets
+        from soberan import hf
+        from soberan.tokenizer import fertility, settings, workspace_eval_sets
         from soberan.workspace import Workspace
 
         ws = None
@@ -138,8 +139,8 @@ def report(tokenizers: list[str] = typer.Argument(None, help="Tokenizers to comp
                 tokenizers.append(str(ws.stage_dir("tokenizer") / "final"))
         rep: fertility.Report = {}
         for spec in tokenizers:
-            loaded = formats.load(spec, root)
-            label = spec if spec in formats.BUILTIN else Path(spec).name or spec
+            loaded = hf.load(spec, root)
+            label = spec if spec in hf.BUILTIN else Path(spec).name or spec
             rep[label] = fertility.measure(loaded, sets)
         if out is None:
             out = (ws.stage_dir("tokenizer") / "report" / "fertility.json") if ws else Path("fertility.json")

@@ -34,7 +34,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from soberan.tokenizer.formats import Loaded, byte_piece_ids, piece_bytes
+from soberan.hf import Loaded, byte_piece_ids, piece_bytes
 
 # A SentencePiece piece holds `▁` only at its start (or is all `▁`), so a pre-tokenized text can be
 # cut before every `▁` that follows another character without changing how the base segments it.

@@ -16,7 +16,7 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from soberan.tokenizer.formats import Loaded, byte_piece_ids, piece_bytes
+from soberan.hf import Loaded, byte_piece_ids, piece_bytes
 
 
 @dataclass

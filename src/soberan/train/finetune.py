@@ -12,8 +12,9 @@ import pyarrow as pa
 from soberan.config import ConfigError
 from soberan.device import pick_device
 from soberan.documents import tree_sha256
+from soberan.hf import load_model, load_tokenizer
 from soberan.train import CONFIG_SECTIONS, TrainSummary
-from soberan.train.pretrain import accelerator_for, artifact_at, load_tokenizer, publish
+from soberan.train.pretrain import accelerator_for, artifact_at, publish
 from soberan.workspace import Workspace
 
 
@@ -39,7 +40,6 @@ def _base(ws: Workspace, base_model: str | None) -> tuple[Path, dict | None]:
 def finetune(ws: Workspace, *, chat_data=None, base_model=None, output_dir=None, max_steps=None,
              lora: bool | None = None, resume: bool = True, console=None, progress=None) -> TrainSummary:
     import torch
-    from transformers import AutoModelForCausalLM
 
     from soberan.train.chat import ChatSampler, collate, load_chat
     from soberan.train.data import read_heldout
@@ -83,8 +83,7 @@ def finetune(ws: Workspace, *, chat_data=None, base_model=None, output_dir=None,
         shutil.rmtree(out / "checkpoints", ignore_errors=True)
     acc.wait_for_everyone()
     state = load_state(ckpt) if ckpt else None
-    model = AutoModelForCausalLM.from_pretrained(str(base if not (ckpt and not lora) else ckpt),
-                                                 dtype=torch.float32)
+    model = load_model(base if not (ckpt and not lora) else ckpt, dtype=torch.float32)
     if lora:
         import warnings
 

@@ -14,6 +14,7 @@ import pyarrow.compute as pc
 
 from soberan.config import ConfigError
 from soberan.documents import tree_sha256
+from soberan.hf import load_model, load_tokenizer
 from soberan.train import CONFIG_SECTIONS, TrainSummary
 from soberan.workspace import Workspace
 
@@ -49,7 +50,7 @@ def tokenizer_folder(ws: Workspace, spec: Path | str, out: Path) -> Path:
     p = ws.config.resolve(spec)
     if p.is_dir() and (p / "tokenizer.json").exists():
         return p
-    from soberan.tokenizer.formats import load, save
+    from soberan.hf import load, save
 
     loaded = load(str(spec), ws.config.root)
     target = out / "tokenizer-base"
@@ -60,18 +61,6 @@ def tokenizer_folder(ws: Workspace, spec: Path | str, out: Path) -> Path:
 
 def content_hash(path: Path, rec: dict | None) -> str:
     return rec["sha256"] if rec else tree_sha256(path)
-
-
-def load_tokenizer(path: Path):
-    """An HF tokenizer from a folder (tokenizer.json + tokenizer_config.json) or a tokenizer.json."""
-    from transformers import AutoTokenizer, PreTrainedTokenizerFast
-
-    path = Path(path)
-    if path.is_file() and path.suffix == ".json":
-        return PreTrainedTokenizerFast(tokenizer_file=str(path))
-    if not path.is_dir():
-        raise FileNotFoundError(f"{path}: not a tokenizer folder or tokenizer.json")
-    return AutoTokenizer.from_pretrained(str(path))
 
 
 def read_new_token_init(tokenizer_dir: Path) -> dict | None:
@@ -201,13 +190,12 @@ def make_model(s, tokenizer, tokenizer_dir: Path, base_model: str | None, resume
     tokenizer, `step0` receives the held-out bpb of the base as it is and as initialized."""
     step0 = {} if step0 is None else step0
     import torch
-    from transformers import AutoModelForCausalLM
 
     from soberan.bpb import bpb_by_language
     from soberan.train.model import build_model, llama_config
 
     if resume_from is not None:
-        model = AutoModelForCausalLM.from_pretrained(str(resume_from), dtype=torch.float32)
+        model = load_model(resume_from, dtype=torch.float32)
         first_new = None
         if base_model:
             info = read_new_token_init(tokenizer_dir)
@@ -215,7 +203,7 @@ def make_model(s, tokenizer, tokenizer_dir: Path, base_model: str | None, resume
         return model, first_new, f"resumed from {resume_from.name}"
     if base_model:
         check_tokenizer_fits(tokenizer, tokenizer_dir, base_model)
-        model = AutoModelForCausalLM.from_pretrained(base_model, dtype=torch.float32)
+        model = load_model(base_model, dtype=torch.float32)
         before = None
         if heldout and read_new_token_init(tokenizer_dir) and Path(base_model, "tokenizer.json").exists():
             # The base as it is, on the same held-out text, before its vocabulary changes.

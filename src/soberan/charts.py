@@ -4,6 +4,9 @@ Three shapes cover the report (bars by category, grouped bars, lines over steps)
 lines of SVG replace a plotting library: the page needs no script and no file beside it, labels
 stay text (Hangul, Thai and Arabic render with the reader's fonts and can be searched and copied),
 and the same data gives the same bytes. Numbers are escaped like any other text.
+
+Core, because more than the report draws: curate's calibration page draws its histograms with
+`svg` and `PALETTE` too.
 """
 
 from __future__ import annotations
@@ -21,7 +24,8 @@ def _short(label, n: int = 30) -> str:
     return label if len(label) <= n else label[: n - 1] + "…"
 
 
-def _svg(name: str, width: int, height: int, body: list[str], title: str = "") -> str:
+def svg(name: str, width: int, height: int, body: list[str], title: str = "") -> str:
+    """An inline chart: `body` (SVG elements) in a titled, labelled `<svg>` of this size."""
     t = escape(title or name)
     return (f'<svg class="chart" data-chart="{escape(name)}" role="img" aria-label="{t}" '
             f'viewBox="0 0 {width} {height}" xmlns="http://www.w3.org/2000/svg" {FONT}>'
@@ -72,7 +76,7 @@ def hbar(name: str, labels: list[str], values: list[float], *, xlabel: str = "",
                     f'fill="{PALETTE[i % len(PALETTE)]}"><title>{escape(str(lab))}: {escape(fmt.format(v))}</title></rect>'
                     f'<text x="{left + w + 5:.1f}" y="{y + 16}" fill="#333">{escape(fmt.format(v))}</text>')
     body += _baseline(left, top, top + row * len(labels), plot, xlabel, 22)
-    return _svg(name, width, height, body, xlabel or name)
+    return svg(name, width, height, body, xlabel or name)
 
 
 def _baseline(left: float, top: float, base: float, plot: float, xlabel: str, below: float) -> list[str]:
@@ -117,7 +121,7 @@ def grouped_bars(name: str, groups: list[str], series: dict[str, list[float]], *
     if ylabel:
         body.append(f'<text transform="translate(14 {top + plot_h / 2}) rotate(-90)" text-anchor="middle" '
                     f'fill="#555">{escape(ylabel)}</text>')
-    return _svg(name, width, height, body, ylabel or name)
+    return svg(name, width, height, body, ylabel or name)
 
 
 def hbar_groups(name: str, groups: list[str], series: dict[str, list[float]], *,
@@ -151,7 +155,7 @@ def hbar_groups(name: str, groups: list[str], series: dict[str, list[float]], *,
     base = top + row * len(groups)
     body += _baseline(left, top, base, plot, xlabel, 16)
     body += _legend(list(series), left, base + 36)
-    return _svg(name, width, base + 46, body, xlabel or name)
+    return svg(name, width, base + 46, body, xlabel or name)
 
 
 def _legend(labels: list[str], x: float, y: float) -> list[str]:
@@ -197,4 +201,4 @@ def lines(name: str, series: dict[str, list[tuple[float, float]]], *, xlabel: st
         body.append(f'<text transform="translate(14 {top + plot_h / 2}) rotate(-90)" text-anchor="middle" '
                     f'fill="#555">{escape(ylabel)}</text>')
     body += _legend(list(series), left, height - 6)
-    return _svg(name, width, height, body, ylabel or name)
+    return svg(name, width, height, body, ylabel or name)

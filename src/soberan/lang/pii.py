@@ -7,6 +7,9 @@ from the language packs (national IDs and phones, `soberan.lang.<code>.PII`).
 
 Nothing here logs, stores or returns an original value: `redact` returns the new text and the
 list of types it replaced.
+
+It sits with the language packs, not in a stage, because two stages redact with the same rules:
+curate's `pii` step on the corpus, and serve's audit log on prompts and completions.
 """
 
 from __future__ import annotations

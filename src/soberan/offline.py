@@ -1,15 +1,27 @@
-"""Nothing leaves the building: offline switches, and a guard that refuses outbound connections.
+"""Nothing leaves the building: offline switches, a guard that refuses outbound connections, and
+a network namespace with only loopback.
 
-The switches (the build stages' `airgap()`) stop libraries from trying. The guard catches what
-a switch misses: a Python audit hook (PEP 578) on every socket event that can reach another host
--- `connect`, `sendto`, `sendmsg`, `getaddrinfo`, `gethostbyname(_ex)`, `gethostbyaddr`,
-`getnameinfo`, and the creation of packet sockets -- that refuses any address outside loopback
-and any name but `localhost` itself, so a dependency that phones home fails loudly instead of
-leaking. The hook runs before the system call, so a refused lookup or datagram never leaves.
-It sees what goes through Python's socket module; a C library that opens its own sockets (NCCL,
-gRPC core) is outside its reach, which is why the switches come first, and why
-`soberan.build.airgap.isolate_network()` (a network namespace with only loopback) is used
-where the OS allows it.
+Core, because every entry point that runs a library with a network habit uses it: `soberan build`,
+`serve` and `report`. It imports nothing but the standard library, so it can run before anything
+else is loaded (importing soberan's stages loads pyarrow, whose threads would stay outside a
+namespace entered later).
+
+The switches (`airgap()`) stop libraries from trying. A sovereign build must not phone home. Each
+library has its own switch, and most read it once, at import time, so `airgap()` runs before any
+stage (and so before torch, transformers, ray or datasets) is imported. A crawl source still
+works: it is a connection the config asked for, made by our own crawler, which none of these
+switches touch.
+
+The guard (`refuse_outbound()`) catches what a switch misses: a Python audit hook (PEP 578) on
+every socket event that can reach another host -- `connect`, `sendto`, `sendmsg`, `getaddrinfo`,
+`gethostbyname(_ex)`, `gethostbyaddr`, `getnameinfo`, and the creation of packet sockets -- that
+refuses any address outside loopback and any name but `localhost` itself, so a dependency that
+phones home fails loudly instead of leaking. The hook runs before the system call, so a refused
+lookup or datagram never leaves. It sees what goes through Python's socket module; a C library
+that opens its own sockets (NCCL, gRPC core) is outside its reach, which is why the switches come
+first, and why `isolate_network()` (a network namespace with only loopback, which no library can
+get around) is used where the OS allows it (`soberan build --isolate-network`, and
+`soberan serve` by default when it runs as root or user namespaces are open).
 """
 
 from __future__ import annotations
@@ -19,13 +31,45 @@ import os
 import socket
 import sys
 
+OFFLINE_ENV = {
+    # Hugging Face hub, transformers, datasets: local files only, no implicit token, no telemetry.
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "HF_DATASETS_OFFLINE": "1",
+    "HF_HUB_DISABLE_TELEMETRY": "1",
+    "HF_HUB_DISABLE_IMPLICIT_TOKEN": "1",
+    "HF_HUB_DISABLE_UPDATE_CHECK": "1",
+    # Ray's usage statistics, vLLM's usage report, Gradio analytics, W&B.
+    "RAY_USAGE_STATS_ENABLED": "0",
+    "VLLM_NO_USAGE_STATS": "1",
+    "GRADIO_ANALYTICS_ENABLED": "False",
+    "WANDB_MODE": "disabled",
+    # The consoledonottrack.com convention, honoured by a growing set of tools.
+    "DO_NOT_TRACK": "1",
+    "DISABLE_TELEMETRY": "1",
+}
+
+
+def airgap() -> dict[str, str]:
+    """Set the offline switches for this process and its children; return what was set.
+
+    Values a person set to something else are overridden on purpose: offline is the default, and
+    a build that needs a hub download is a build whose inputs are not all on this machine.
+    """
+    os.environ.update(OFFLINE_ENV)
+    # A library imported before us read its switch already; set the constant it keeps.
+    hub = sys.modules.get("huggingface_hub.constants")
+    if hub is not None:
+        hub.HF_HUB_OFFLINE = True
+        hub.HF_HUB_DISABLE_TELEMETRY = True
+    return dict(OFFLINE_ENV)
+
+
 _installed = False
 
 
 def go_offline() -> None:
-    """Set the offline switches before transformers or vLLM is imported in this process."""
-    from soberan.build.airgap import airgap
-
+    """Set the offline switches before transformers or vLLM is imported in this process (serve)."""
     airgap()
     # OpenTelemetry (FastAPI imports its API): no SDK, no exporter from the environment.
     os.environ.update({"OTEL_SDK_DISABLED": "true", "FASTAPI_OTEL_AUTO_CONFIGURE": "false"})

@@ -1,4 +1,7 @@
-"""Tokenizers in the field's formats: load a base from any of them, save in the HF format.
+"""Hugging Face formats: tokenizers in the field's formats, and checkpoints from local folders.
+
+Core, because the tokenizer stage writes what train, evaluate, serve and report read, and each
+of them would otherwise load it its own way.
 
 Every tokenizer becomes an HF `tokenizers.Tokenizer` on load, so one code path measures, extends
 and saves them all:
@@ -13,6 +16,11 @@ and saves them all:
 
 The output folder holds tokenizer.json, tokenizer_config.json and special_tokens_map.json with
 `tokenizer_class: PreTrainedTokenizerFast`, which transformers 4 and 5 (and so vLLM) load as is.
+
+Checkpoints and their tokenizers load through transformers with `load_model`, `load_tokenizer`
+and `load_config`, from local files only: every call sets `local_files_only`, so a local folder
+never makes transformers ask the hub anything (a hub id is an error, not a download; the offline
+switches in `soberan.offline` say the same to every library).
 """
 
 from __future__ import annotations
@@ -93,7 +101,7 @@ def resolve(spec: str | Path, root: Path | None = None) -> Path:
 
 
 def load(spec: str | Path, root: Path | None = None) -> Loaded:
-    """Load any supported tokenizer (see the module docstring)."""
+    """Load any supported tokenizer (see the module docstring) as an HF `tokenizers.Tokenizer`."""
     path = resolve(spec, root)
     name = str(spec) if str(spec) in BUILTIN else str(path)
     if path.is_dir():
@@ -289,3 +297,41 @@ def save(tok: Tokenizer, out: Path, *, bos: str | None, eos: str | None, unk: st
     (out / "special_tokens_map.json").write_text(json.dumps(specials, ensure_ascii=False, indent=2) + "\n",
                                                  encoding="utf-8")
     return out
+
+
+# --- checkpoints, through transformers: local files only --------------------------------------
+
+def _local(path: str | Path) -> str:
+    p = Path(path)
+    if not p.exists():
+        raise FileNotFoundError(f"{p}: no such local folder (models and tokenizers load from local "
+                                "files only, never from the hub)")
+    return str(p)
+
+
+def load_tokenizer(path: str | Path, **kwargs):
+    """A transformers tokenizer from a local folder (tokenizer.json + tokenizer_config.json) or a
+    tokenizer.json file. `kwargs` go to `AutoTokenizer.from_pretrained` (e.g. `gguf_file`)."""
+    from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+    path = Path(path)
+    if path.is_file() and path.suffix == ".json":
+        return PreTrainedTokenizerFast(tokenizer_file=str(path))
+    if not path.is_dir():
+        raise FileNotFoundError(f"{path}: not a tokenizer folder or tokenizer.json")
+    return AutoTokenizer.from_pretrained(str(path), local_files_only=True, **kwargs)
+
+
+def load_model(path: str | Path, **kwargs):
+    """A causal LM from a local checkpoint folder; `kwargs` go to
+    `AutoModelForCausalLM.from_pretrained` (`dtype`, `gguf_file`)."""
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(_local(path), local_files_only=True, **kwargs)
+
+
+def load_config(path: str | Path):
+    """The model config of a local checkpoint folder, without its weights."""
+    from transformers import AutoConfig
+
+    return AutoConfig.from_pretrained(_local(path), local_files_only=True)
