@@ -465,7 +465,6 @@ def train_loop(accelerator, model, tokenizer, sampler, collate: Callable, spec: 
     return LoopResult(run.step, run.bpb_start, bpb_end, run.last, run.resumed_from, stopped, run.model)
 
 
-
 def _oom(err: BaseException, spec: LoopSpec, step: int, device, saving: bool = False) -> Exception:
     """The error a person reads when a step does not fit: the batch, the memory, what to change.
     The same global batch with a smaller micro-batch trains the same model (grad_accum)."""
