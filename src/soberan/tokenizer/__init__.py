@@ -81,7 +81,12 @@ class _Corpus:
 
     languages: list[str]
     path: Path | None
-    inputs: list[str]  # its artifact hash, the tokenizer's ledger inputs
+    record: dict | None  # its ledger record
+
+    @property
+    def inputs(self) -> list[str]:
+        """The tokenizer's ledger inputs: the corpus's artifact hash."""
+        return [self.record["hash"]] if self.record else []
 
 
 @dataclass
@@ -177,7 +182,7 @@ def _curated(ws: Workspace, s: TokenizerSettings) -> _Corpus:
     corpus_dir = ws.root / cur["path"] if cur else None
     if corpus_dir is not None and s.mode != "keep" and not shard_paths(corpus_dir):
         raise FileNotFoundError(f"{corpus_dir}: the curated corpus has no shards")
-    return _Corpus(languages, corpus_dir, [cur["hash"]] if cur else [])
+    return _Corpus(languages, corpus_dir, cur)
 
 
 def _specials(s: TokenizerSettings, base_tok) -> _Specials:
