@@ -159,8 +159,8 @@ def run(ws: Workspace, *, mode: str | None = None, base: str | None = None, new_
 
     before, after, report, fert_path = _fertility(ws, s, corpus_dir, plan, base_tok, final, out)
     summary = TokenizerSummary(
-        s.mode, base_tok.name, final, tok.get_vocab_size(with_added_tokens=True), base_vocab_size,
-        new_tokens=len(parts) if s.mode != "replace" else 0,
+        mode=s.mode, base=base_tok.name, path=final, vocab_size=tok.get_vocab_size(with_added_tokens=True),
+        base_vocab_size=base_vocab_size, new_tokens=len(parts) if s.mode != "replace" else 0,
         learned_tokens=len(learned.new_tokens) if learned else 0, unreachable=unreachable,
         train_docs=len(train_docs), train_chars=sum(r["chars"] for r in train_docs),
         held_out_docs=plan.held_out_units, before=before, after=after,
