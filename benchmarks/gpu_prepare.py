@@ -137,7 +137,9 @@ def prepare_slice(out: Path, source: str, max_files: int, new_tokens: int, kobes
 def pack(ws_root: Path) -> None:
     """The train stage's own packing (tokens.bin, docs.parquet, held-out split, their ledger
     records), without training: the GPU run finds the key unchanged and reuses it."""
-    from soberan.train.pretrain import _resolve, accelerator_for, load_tokenizer, prepare_data
+    from soberan.hf import load_tokenizer
+    from soberan.train.pretrain import _resolve, prepare_data
+    from soberan.train.session import accelerator_for
     from soberan.ui import console
     from soberan.workspace import Workspace
 

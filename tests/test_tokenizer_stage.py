@@ -117,6 +117,24 @@ def test_second_run_is_up_to_date(extended):
     assert len(ws.ledger.records()) == n
 
 
+def test_up_to_date_summary_is_the_recorded_one(tmp_path):
+    """A run with nothing to do returns what the run that made the tokenizer returned, field by
+    field, read back by name from its ledger record."""
+    from dataclasses import asdict
+
+    from soberan.tokenizer import run
+
+    ws = curated_workspace(tmp_path / "ws")
+    first = run(ws, mode="replace", vocab_size=1000)
+    again = run(Workspace.open(ws.root), mode="replace", vocab_size=1000)
+    assert again.up_to_date and not first.up_to_date
+    assert again.artifact["hash"] == first.artifact["hash"]
+    assert first.train_docs > 0 and first.fertility_after and first.after == "trained"
+    differ = {"up_to_date", "artifact"}
+    assert ({k: v for k, v in asdict(again).items() if k not in differ}
+            == {k: v for k, v in asdict(first).items() if k not in differ})
+
+
 @pytest.mark.slow  # a tokenizer run killed, then resumed
 def test_killed_extension_resumes_from_counted_shards(tmp_path, monkeypatch):
     from soberan.tokenizer import extend, run

@@ -566,6 +566,21 @@ def test_launch_entry_point_runs_train_with_its_arguments(workspace, monkeypatch
     assert e.value.code == 2 and "no curated corpus in the ledger" in out.out + out.err
 
 
+def test_resume_refuses_a_checkpoint_of_other_settings(tiny_ws):
+    """A checkpoint continues only the run that wrote it: other settings or another global batch
+    would train a model an uninterrupted run does not; the error names what changed."""
+    from soberan.train import run
+
+    first = run(reopen(tiny_ws, "max_steps = 3"))
+    assert first.steps == 3
+    with pytest.raises(ValueError, match=r"different settings \(seed\); pass --no-resume"):
+        run(reopen(tiny_ws, "max_steps = 6\nseed = 5"))
+    with pytest.raises(ValueError, match="global batch of 4 sequences, this run 2"):
+        run(reopen(tiny_ws, "max_steps = 6\nseed = 1234\nmicro_batch = 2"))
+    resumed = run(reopen(tiny_ws, "max_steps = 6\nmicro_batch = 4"))
+    assert resumed.resumed_from == 3 and resumed.steps == 6
+
+
 def test_missing_upstream_is_a_clear_error(workspace):
     from typer.testing import CliRunner
 

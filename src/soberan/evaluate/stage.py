@@ -320,19 +320,190 @@ def merge_results(old: dict | None, new: dict, still_valid) -> dict:
                                 "why": "its checkpoint changed or is gone"} for m in dropped]}
 
 
-def evaluate(ws, *, models: list[str | Path] | None = None, sets: list[str] | None = None,
-        limit: int | None = None, show: bool = True) -> EvalSummary:
-    """See `soberan.evaluate.run`."""
-    from soberan.documents import tree_sha256
-    from soberan.evaluate.compare import paired_bootstrap
-    from soberan.evaluate.models import heldout_files, load_model, resolve_models
-    from soberan.evaluate.report import print_tables
-    from soberan.ui import console, progress
+@dataclass
+class _Scores:
+    """What every model scored, by model label: what results.json and the comparisons read."""
 
-    s = ws.config.evaluate
-    limit = limit if limit is not None else s.limit
-    names = list(sets) if sets else list(s.sets)
-    refs = resolve_models(ws, list(models) if models else list(s.compare))
+    sets: dict[str, dict[str, dict]] = field(default_factory=dict)  # model -> set -> metrics
+    levels: dict[str, dict] = field(default_factory=dict)  # set -> chance and majority levels
+    per_item: dict[tuple[str, str], np.ndarray] = field(default_factory=dict)  # (model, set/metric) -> per item
+    bpb: dict[str, dict[str, dict]] = field(default_factory=dict)  # model -> language -> entry
+    bpb_units: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)  # bpb, bytes
+    answers: dict[str, dict[str, list[str]]] = field(default_factory=dict)  # model -> language -> answers
+    reused: int = 0  # (model, set) results read back from an earlier run
+
+
+@dataclass
+class _Work:
+    """What this run scores each model on."""
+
+    sets: list[SetData]
+    held: dict[str, Path]  # language -> held-out parquet
+    held_texts: dict[str, list[str]]
+    prompts: dict[str, list[dict]]
+
+
+@dataclass
+class _OnDemand:
+    """A model loaded at its first use (all its results may be cached) and let go after it."""
+
+    path: Path
+    device: str
+    loaded: list = field(default_factory=list)
+
+    def get(self) -> list:
+        if not self.loaded:
+            from soberan.evaluate.models import load_model
+
+            self.loaded.extend(load_model(self.path, self.device))
+        return self.loaded
+
+
+def _score_sets(ref, model: _OnDemand, work: _Work, items_dir: Path, s, prog, sc: _Scores) -> None:
+    sc.sets[ref.label] = {}
+    for sd in work.sets:
+        fp = _fingerprint(ref.sha256, sd.spec.model_dump(), sd.files, len(sd.items), sd.k,
+                          [x.id for x in sd.shots], sorted(sd.flags), s.max_length, s.max_new_tokens)
+
+        def score(sd=sd):
+            res = _score_set(*model.get(), sd, s, prog)
+            return res["metrics"], res["rows"]
+
+        metrics, rows, was = _cached(items_dir / sd.spec.name, fp, score)
+        sc.reused += was
+        metrics, sc.levels[sd.spec.name] = _answer_stats(sd, metrics, rows, s)
+        sc.sets[ref.label][sd.spec.name] = metrics
+        for m in _main_metric(sd.spec):
+            key = {"acc": "correct", "acc_norm": "correct_norm", "exact_match": "correct"}[m]
+            sc.per_item[(ref.label, f"{sd.spec.name}/{m}")] = np.array(rows[key], dtype=float)
+
+
+def _score_bpb(ref, model: _OnDemand, work: _Work, items_dir: Path, s, prog, sc: _Scores) -> None:
+    sc.bpb[ref.label] = {}
+    for lang, texts in work.held_texts.items():
+        if not texts:
+            continue
+        fp = _fingerprint(ref.sha256, file_sha256(work.held[lang]), len(texts), s.batch_size)
+
+        def heldout(texts=texts, lang=lang):
+            prog.add_task(f"bits per byte ({lang}, {len(texts)} units)", total=None)
+            return _score_heldout(*model.get(), texts, s)
+
+        entry, rows, _ = _cached(items_dir / f"heldout_{lang}", fp, heldout)
+        sc.bpb[ref.label][lang] = _bpb_interval(entry, rows, s)
+        nll, nb = np.array(rows["nll"]), np.array(rows["bytes"], dtype=float)
+        sc.bpb_units[(ref.label, lang)] = (nll / (math.log(2) * nb), nb)
+
+
+def _score_prompts(ref, model: _OnDemand, work: _Work, items_dir: Path, s, prog, sc: _Scores) -> None:
+    prompts = work.prompts
+    fp = _fingerprint(ref.sha256, prompts, s.prompt_max_new_tokens, s.max_length)
+
+    def answer():
+        prog.add_task(f"answering {sum(map(len, prompts.values()))} fixed prompts", total=None)
+        return _answer_prompts(*model.get(), prompts, s)
+
+    _, rows, _ = _cached(items_dir / "prompts", fp, answer)
+    sc.answers[ref.label] = {}
+    for lang, a in zip(rows["lang"], rows["answer"]):
+        sc.answers[ref.label].setdefault(lang, []).append(a)
+
+
+def _score_models(refs, work: _Work, out_dir: Path, s) -> _Scores:
+    """Each model on the sets, the held-out text and the fixed prompts, one model in memory at
+    a time; a (model, unit of work) whose fingerprint is unchanged is read back, not rerun."""
+    from soberan.ui import progress
+
+    sc = _Scores()
+    for ref in refs:
+        model = _OnDemand(ref.path, s.device)
+        items_dir = out_dir / "items" / ref.sha256[:16]
+        with progress() as prog:
+            _score_sets(ref, model, work, items_dir, s, prog, sc)
+            _score_bpb(ref, model, work, items_dir, s, prog, sc)
+            if work.prompts:
+                _score_prompts(ref, model, work, items_dir, s, prog, sc)
+        model.loaded.clear()  # one model in memory at a time
+    return sc
+
+
+def _set_comparisons(base, other, sd: SetData, sc: _Scores, s) -> list[dict]:
+    """`other` against `base` on one set's main metrics: a paired bootstrap over items, not
+    called significant when either model answers degenerately."""
+    from soberan.evaluate.compare import paired_bootstrap
+
+    out = []
+    for m in _main_metric(sd.spec):
+        a = sc.per_item[(base.label, f"{sd.spec.name}/{m}")]
+        b = sc.per_item[(other.label, f"{sd.spec.name}/{m}")]
+        d = paired_bootstrap(a, b, n=s.bootstrap, seed=s.seed)
+        flags = [f"{r.label} {sc.sets[r.label][sd.spec.name].get('degenerate', {}).get(m)}"
+                 for r in (base, other) if sc.sets[r.label][sd.spec.name].get("degenerate", {}).get(m)]
+        out.append({"set": sd.spec.name, "language": sd.spec.language, "metric": m,
+                    "reference": base.label, "model": other.label, "n": len(a),
+                    "reference_sha256": base.sha256, "model_sha256": other.sha256,
+                    "reference_value": float(a.mean()), "value": float(b.mean()),
+                    "diff": d.value, "ci95": [d.lo, d.hi],
+                    "significant": d.significant and not flags,
+                    "note": "; ".join(flags) if flags else None,
+                    "higher_is_better": True})
+    return out
+
+
+def _bpb_comparison(base, other, lang: str, sc: _Scores, s) -> dict:
+    """`other` against `base` in bits per byte on one language's held-out units: a paired
+    bootstrap weighted by bytes, unless there are too few units for an interval."""
+    from soberan.evaluate.compare import paired_bootstrap
+
+    (a, w), (b, _) = sc.bpb_units[(base.label, lang)], sc.bpb_units[(other.label, lang)]
+    ref_bpb, bpb = sc.bpb[base.label][lang], sc.bpb[other.label][lang]
+    c = {"set": f"heldout_{lang}", "language": lang, "metric": "bpb",
+         "reference": base.label, "model": other.label, "n": len(a),
+         "reference_sha256": base.sha256, "model_sha256": other.sha256,
+         "reference_value": ref_bpb["bpb"], "value": bpb["bpb"], "diff": bpb["bpb"] - ref_bpb["bpb"],
+         "ci95": None, "significant": False, "note": ref_bpb["note"], "higher_is_better": False}
+    if c["note"] is None:
+        d = paired_bootstrap(a, b, n=s.bootstrap, seed=s.seed, weights=w)
+        c.update(diff=d.value, ci95=[d.lo, d.hi], significant=d.significant)
+    return c
+
+
+def _comparisons(refs, work: _Work, sc: _Scores, s) -> list[dict]:
+    """Every other model against the first, set by set and language by language."""
+    base, out = refs[0], []
+    for other in refs[1:]:
+        for sd in work.sets:
+            out += _set_comparisons(base, other, sd, sc, s)
+        out += [_bpb_comparison(base, other, lang, sc, s) for lang in work.held_texts
+                if (base.label, lang) in sc.bpb_units]
+    return out
+
+
+def _read_results(path: Path) -> dict | None:
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None  # a damaged file has nothing to keep; this run's results replace it
+
+
+def _ledger_meta(results: dict) -> dict:
+    """The headline of results.json that the ledger record carries."""
+    models = results["models"]
+    return {"models": [m["label"] for m in models], "sets": sorted(results["sets"]),
+            "scores": {m["label"]: {k: {x: v.get(x) for x in ("acc", "acc_norm", "exact_match") if x in v}
+                                    for k, v in m["sets"].items()} for m in models},
+            "bpb": {m["label"]: {k: v["bpb"] for k, v in m["bpb"].items()} for m in models},
+            "degenerate": {m["label"]: {k: v["degenerate"] for k, v in m["sets"].items() if v.get("degenerate")}
+                           for m in models},
+            "contaminated": {k: v["contaminated"] for k, v in results["sets"].items()}}
+
+
+def _plan(ws, s, refs, names: list[str], limit: int | None) -> tuple[_Work, dict]:
+    """The sets, held-out text and prompts to score, and the contamination check's record."""
+    from soberan.evaluate.models import heldout_files
+
     set_data = _prepare_sets(ws, names, limit) if names else []
     held = heldout_files(ws, refs) if s.bpb else {}
     if not set_data and not held:
@@ -340,150 +511,60 @@ def evaluate(ws, *, models: list[str | Path] | None = None, sets: list[str] | No
                           "from the train stage)")
     contamination = _contamination(ws, set_data, refs) if set_data else {"checked": False}
     held_texts = _heldout_texts(held, s)
-    targets = set(ws.config.project.languages)
     prompts = {}
     if s.prompts:
-        prompts = {lang: ps for lang, ps in load_prompts(ws).items() if lang in targets | set(held_texts) | {"en"}}
+        keep = set(ws.config.project.languages) | set(held_texts) | {"en"}
+        prompts = {lang: ps for lang, ps in load_prompts(ws).items() if lang in keep}
+    return _Work(set_data, held, held_texts, prompts), contamination
 
+
+def evaluate(ws, *, models: list[str | Path] | None = None, sets: list[str] | None = None,
+        limit: int | None = None, show: bool = True) -> EvalSummary:
+    """See `soberan.evaluate.run`."""
+    from soberan.documents import tree_sha256
+    from soberan.evaluate.models import resolve_models
+    from soberan.evaluate.report import print_tables
+    from soberan.ui import console
+
+    s = ws.config.evaluate
+    limit = limit if limit is not None else s.limit
+    refs = resolve_models(ws, list(models) if models else list(s.compare))
+    work, contamination = _plan(ws, s, refs, list(sets) if sets else list(s.sets), limit)
     out_dir = ws.stage_dir("evaluate")
-    scores: dict[str, dict[str, dict]] = {}
-    levels: dict[str, dict] = {}
-    per_item: dict[tuple[str, str], np.ndarray] = {}  # (model, set/metric) -> per-item values
-    bpb: dict[str, dict[str, dict]] = {}
-    bpb_units: dict[tuple[str, str], tuple[np.ndarray, np.ndarray]] = {}
-    answers: dict[str, dict[str, list[str]]] = {}
-    reused = 0
-    for ref in refs:
-        loaded: list = []
-
-        def get():
-            if not loaded:
-                loaded.extend(load_model(ref.path, s.device))
-            return loaded
-
-        scores[ref.label] = {}
-        items_dir = out_dir / "items" / ref.sha256[:16]
-        with progress() as prog:
-            for sd in set_data:
-                fp = _fingerprint(ref.sha256, sd.spec.model_dump(), sd.files, len(sd.items), sd.k,
-                                  [x.id for x in sd.shots], sorted(sd.flags), s.max_length, s.max_new_tokens)
-
-                def score(sd=sd):
-                    res = _score_set(*get(), sd, s, prog)
-                    return res["metrics"], res["rows"]
-
-                metrics, rows, was = _cached(items_dir / sd.spec.name, fp, score)
-                reused += was
-                metrics, levels[sd.spec.name] = _answer_stats(sd, metrics, rows, s)
-                scores[ref.label][sd.spec.name] = metrics
-                for m in _main_metric(sd.spec):
-                    key = {"acc": "correct", "acc_norm": "correct_norm", "exact_match": "correct"}[m]
-                    per_item[(ref.label, f"{sd.spec.name}/{m}")] = np.array(rows[key], dtype=float)
-            bpb[ref.label] = {}
-            for lang, texts in held_texts.items():
-                if not texts:
-                    continue
-                fp = _fingerprint(ref.sha256, file_sha256(held[lang]), len(texts), s.batch_size)
-
-                def heldout(texts=texts, lang=lang):
-                    prog.add_task(f"bits per byte ({lang}, {len(texts)} units)", total=None)
-                    return _score_heldout(*get(), texts, s)
-
-                entry, rows, _ = _cached(items_dir / f"heldout_{lang}", fp, heldout)
-                bpb[ref.label][lang] = _bpb_interval(entry, rows, s)
-                nll, nb = np.array(rows["nll"]), np.array(rows["bytes"], dtype=float)
-                bpb_units[(ref.label, lang)] = (nll / (math.log(2) * nb), nb)
-            if prompts:
-                fp = _fingerprint(ref.sha256, prompts, s.prompt_max_new_tokens, s.max_length)
-
-                def answer():
-                    prog.add_task(f"answering {sum(map(len, prompts.values()))} fixed prompts", total=None)
-                    return _answer_prompts(*get(), prompts, s)
-
-                _, rows, _ = _cached(items_dir / "prompts", fp, answer)
-                answers[ref.label] = {}
-                for lang, a in zip(rows["lang"], rows["answer"]):
-                    answers[ref.label].setdefault(lang, []).append(a)
-        loaded.clear()  # one model in memory at a time
-
-    comparisons = []
-    base = refs[0]
-    for other in refs[1:]:
-        for sd in set_data:
-            for m in _main_metric(sd.spec):
-                a = per_item[(base.label, f"{sd.spec.name}/{m}")]
-                b = per_item[(other.label, f"{sd.spec.name}/{m}")]
-                d = paired_bootstrap(a, b, n=s.bootstrap, seed=s.seed)
-                flags = [f"{r.label} {scores[r.label][sd.spec.name].get('degenerate', {}).get(m)}"
-                         for r in (base, other) if scores[r.label][sd.spec.name].get("degenerate", {}).get(m)]
-                comparisons.append({"set": sd.spec.name, "language": sd.spec.language, "metric": m,
-                                    "reference": base.label, "model": other.label, "n": len(a),
-                                    "reference_sha256": base.sha256, "model_sha256": other.sha256,
-                                    "reference_value": float(a.mean()), "value": float(b.mean()),
-                                    "diff": d.value, "ci95": [d.lo, d.hi],
-                                    "significant": d.significant and not flags,
-                                    "note": "; ".join(flags) if flags else None,
-                                    "higher_is_better": True})
-        for lang in held_texts:
-            if (base.label, lang) not in bpb_units:
-                continue
-            (a, w), (b, _) = bpb_units[(base.label, lang)], bpb_units[(other.label, lang)]
-            c = {"set": f"heldout_{lang}", "language": lang, "metric": "bpb",
-                 "reference": base.label, "model": other.label, "n": len(a),
-                 "reference_sha256": base.sha256, "model_sha256": other.sha256,
-                 "reference_value": bpb[base.label][lang]["bpb"], "value": bpb[other.label][lang]["bpb"],
-                 "diff": bpb[other.label][lang]["bpb"] - bpb[base.label][lang]["bpb"],
-                 "ci95": None, "significant": False, "note": bpb[base.label][lang]["note"],
-                 "higher_is_better": False}
-            if c["note"] is None:
-                d = paired_bootstrap(a, b, n=s.bootstrap, seed=s.seed, weights=w)
-                c.update(diff=d.value, ci95=[d.lo, d.hi], significant=d.significant)
-            comparisons.append(c)
-
+    sc = _score_models(refs, work, out_dir, s)
+    comparisons = _comparisons(refs, work, sc, s)
+    targets = set(ws.config.project.languages)
     new = {
         "created": dt.datetime.now(dt.timezone.utc).isoformat(),
         "seed": s.seed, "limit": limit, "bootstrap": s.bootstrap, "max_length": s.max_length,
         "min_heldout_units": s.min_heldout_units, "degenerate_share": s.degenerate_share,
         "models": [{"label": r.label, "role": r.role, "path": ws.ledger.rel(r.path), "sha256": r.sha256,
-                    "artifact": r.record["hash"] if r.record else None,
-                    "sets": scores[r.label], "bpb": bpb.get(r.label, {}), "answers": answers.get(r.label, {})}
+                    "artifact": r.record["hash"] if r.record else None, "sets": sc.sets[r.label],
+                    "bpb": sc.bpb.get(r.label, {}), "answers": sc.answers.get(r.label, {})}
                    for r in refs],
-        "sets": {sd.spec.name: {**_set_record(sd, s), **levels[sd.spec.name]} for sd in set_data},
-        "heldout": {lang: {"path": ws.ledger.rel(p), "sha256": file_sha256(p), "units": len(held_texts[lang]),
+        "sets": {sd.spec.name: {**_set_record(sd, s), **sc.levels[sd.spec.name]} for sd in work.sets},
+        "heldout": {lang: {"path": ws.ledger.rel(p), "sha256": file_sha256(p), "units": len(work.held_texts[lang]),
                            "forgetting_check": lang == "en" and "en" not in targets}
-                    for lang, p in held.items()},
-        "prompts": {lang: [p["prompt"] for p in ps] for lang, ps in prompts.items()},
+                    for lang, p in work.held.items()},
+        "prompts": {lang: [p["prompt"] for p in ps] for lang, ps in work.prompts.items()},
         "contamination": contamination,
         "comparisons": comparisons,
     }
     results_path = out_dir / "results.json"
-    old = None
-    if results_path.exists():
-        try:
-            old = json.loads(results_path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError):
-            old = None  # a damaged file has nothing to keep; this run's results replace it
 
     def still_valid(m: dict) -> bool:
         p = ws.root / m.get("path", "")
         return bool(m.get("path")) and (p / "config.json").is_file() and tree_sha256(p) == m.get("sha256")
 
-    results = merge_results(old, new, still_valid)
+    results = merge_results(_read_results(results_path), new, still_valid)
     _write_json(results_path, results)
-    meta = {"models": [m["label"] for m in results["models"]], "sets": sorted(results["sets"]),
-            "scores": {m["label"]: {k: {x: v.get(x) for x in ("acc", "acc_norm", "exact_match") if x in v}
-                                    for k, v in m["sets"].items()} for m in results["models"]},
-            "bpb": {m["label"]: {k: v["bpb"] for k, v in m["bpb"].items()} for m in results["models"]},
-            "degenerate": {m["label"]: {k: v["degenerate"] for k, v in m["sets"].items() if v.get("degenerate")}
-                           for m in results["models"]},
-            "contaminated": {k: v["contaminated"] for k, v in results["sets"].items()}}
     inputs = {r.record["hash"] for r in refs if r.record}
     inputs |= {m["artifact"] for m in results["models"] if m.get("artifact")}
     rec = ws.ledger.record_artifact(stage="evaluate", kind="results", path=results_path, inputs=sorted(inputs),
-                                    config_hash=ws.config.section_hash(*CONFIG_SECTIONS), meta=meta)
+                                    config_hash=ws.config.section_hash(*CONFIG_SECTIONS), meta=_ledger_meta(results))
     if show:
         print_tables(console, results)
-    return EvalSummary(results_path, [r.label for r in refs], [sd.spec.name for sd in set_data],
-                       scores, {k: {lang: v["bpb"] for lang, v in d.items()} for k, d in bpb.items()},
-                       comparisons, {sd.spec.name: len(sd.flags) for sd in set_data},
-                       rec["hash"], reused)
+    return EvalSummary(results_path, [r.label for r in refs], [sd.spec.name for sd in work.sets],
+                       sc.sets, {k: {lang: v["bpb"] for lang, v in d.items()} for k, d in sc.bpb.items()},
+                       comparisons, {sd.spec.name: len(sd.flags) for sd in work.sets},
+                       rec["hash"], sc.reused)

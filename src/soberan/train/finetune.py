@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import math
-import shutil
 from functools import partial
 from pathlib import Path
 
 import pyarrow as pa
 
 from soberan.config import ConfigError
-from soberan.device import pick_device
 from soberan.documents import tree_sha256
 from soberan.hf import load_model, load_tokenizer
-from soberan.train import CONFIG_SECTIONS, TrainSummary
-from soberan.train.pretrain import accelerator_for, artifact_at, publish
+from soberan.train import TrainSummary, session
+from soberan.train.pretrain import artifact_at
 from soberan.workspace import Workspace
 
 
@@ -43,7 +41,6 @@ def finetune(ws: Workspace, *, chat_data=None, base_model=None, output_dir=None,
 
     from soberan.train.chat import ChatSampler, collate, load_chat
     from soberan.train.data import read_heldout
-    from soberan.train.loop import LoopSpec, latest_checkpoint, load_state, train_loop
 
     cfg, s = ws.config, ws.config.train
     f = s.finetune
@@ -56,10 +53,8 @@ def finetune(ws: Workspace, *, chat_data=None, base_model=None, output_dir=None,
         raise FileNotFoundError(f"chat data {chat_path} does not exist")
     base, base_rec = _base(ws, base_model or f.base_model)
     out = cfg.resolve(output_dir) if output_dir is not None else ws.stage_dir("train") / "chat"
-    acc = accelerator_for(s.precision)
-    main = acc.is_main_process
-    say = (lambda m: console.print(m)) if (console and main) else (lambda m: None)
-    pick_device("auto", say, "fine-tuning")  # no CUDA: say why, once
+    sess = session.start(s.precision, "fine-tuning", console, progress)
+    main, say = sess.main, sess.say
     tokenizer = load_tokenizer(base)
     data = load_chat(chat_path, tokenizer, f.max_length)
     if data.rejected and main:
@@ -72,17 +67,12 @@ def finetune(ws: Workspace, *, chat_data=None, base_model=None, output_dir=None,
         + (f", {data.truncated} cut at {f.max_length} tokens" if data.truncated else ""))
     if not data.examples:
         raise ConfigError(f"{chat_path}: no usable conversations (see the rejections above)")
-    world = acc.num_processes
-    batch = f.micro_batch * f.grad_accum * world
+    batch = f.micro_batch * f.grad_accum * sess.world
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     sampler = ChatSampler(data.examples, batch=batch, seed=s.seed, pad_id=pad)
     steps = max_steps or f.max_steps or max(1, math.ceil(f.epochs * len(data.examples) / batch))
 
-    ckpt = latest_checkpoint(out) if resume else None
-    if not resume and main:
-        shutil.rmtree(out / "checkpoints", ignore_errors=True)
-    acc.wait_for_everyone()
-    state = load_state(ckpt) if ckpt else None
+    ckpt, state = session.resume_point(sess, out, resume)
     model = load_model(base if not (ckpt and not lora) else ckpt, dtype=torch.float32)
     if lora:
         import warnings
@@ -107,25 +97,17 @@ def finetune(ws: Workspace, *, chat_data=None, base_model=None, output_dir=None,
     run_key = {"chat": chat_sha, "base": base.as_posix(), "lora": lora, "seed": s.seed,
                "max_length": f.max_length,
                "lora_cfg": [f.lora_r, f.lora_alpha, f.lora_dropout, f.lora_target] if lora else None}
-    spec = LoopSpec(out_dir=out, max_steps=steps, micro_batch=f.micro_batch, grad_accum=f.grad_accum,
-                    lr=f.lr or (2e-4 if lora else 2e-5), seq_len=f.max_length, run_key=run_key,
-                    min_lr_ratio=s.min_lr_ratio, warmup_steps=min(s.warmup_steps, steps // 10),
-                    weight_decay=0.0, grad_clip=s.grad_clip, eval_every=s.eval_every,
-                    log_every=s.log_every, checkpoint_every=s.checkpoint_every,
-                    keep_checkpoints=s.keep_checkpoints, tensorboard=s.tensorboard)
-    res = train_loop(acc, model, tokenizer, sampler, partial(collate, pad_id=pad), spec, heldout=heldout,
-                     resume=state, console=console if main else None, progress=progress if main else None)
+    spec = session.loop_spec(s, out_dir=out, max_steps=steps, micro_batch=f.micro_batch, grad_accum=f.grad_accum,
+                             lr=f.lr or (2e-4 if lora else 2e-5), seq_len=f.max_length, run_key=run_key,
+                             warmup_steps=min(s.warmup_steps, steps // 10), weight_decay=0.0)
+    res = session.train(sess, model, tokenizer, sampler, partial(collate, pad_id=pad), spec, heldout=heldout,
+                        resume=state)
 
-    final = publish(acc, res.model, tokenizer, out, merge_lora=lora)
-    art = None
-    if main:
-        meta = {"role": "chat", "lora": lora, "steps": res.steps, "conversations": len(data.examples),
-                "rejected": len(data.rejected), "tokens": sampler.tokens_drawn, "final_loss": res.last.get("loss"),
-                "bpb_start": res.bpb_start, "bpb_end": res.bpb_end, "base_model": ws.ledger.rel(base),
-                "chat_data": ws.ledger.rel(chat_path), "chat_sha256": chat_sha, "trainable_params": trainable, "last": res.last}
-        art = ws.ledger.record_artifact(stage="train", kind="model", path=final,
-                                        inputs=[base_rec["hash"]] if base_rec else [],
-                                        config_hash=cfg.section_hash(*CONFIG_SECTIONS), meta=meta)["hash"]
-    acc.wait_for_everyone()
+    final = session.publish(sess.acc, res.model, tokenizer, out, merge_lora=lora)
+    meta = {"role": "chat", "lora": lora, "steps": res.steps, "conversations": len(data.examples),
+            "rejected": len(data.rejected), "tokens": sampler.tokens_drawn, "final_loss": res.last.get("loss"),
+            "bpb_start": res.bpb_start, "bpb_end": res.bpb_end, "base_model": ws.ledger.rel(base),
+            "chat_data": ws.ledger.rel(chat_path), "chat_sha256": chat_sha, "trainable_params": trainable, "last": res.last}
+    art = session.record_model(ws, sess, final, [base_rec["hash"]] if base_rec else [], meta)
     return TrainSummary(final, "chat", res.steps, sampler.tokens_drawn, res.last.get("loss"), res.bpb_start,
                         res.bpb_end, {}, res.resumed_from, res.stopped, total, art)

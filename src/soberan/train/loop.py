@@ -173,20 +173,48 @@ def lr_lambda(spec: LoopSpec) -> Callable[[int], float]:
 
 # --- the loop ---------------------------------------------------------------------------------
 
-def train_loop(accelerator, model, tokenizer, sampler, collate: Callable, spec: LoopSpec, *,
-               heldout: dict[str, list[str]], resume: dict | None = None,
-               on_checkpoint: Callable[[int, Path], None] | None = None,
-               console=None, progress=None) -> LoopResult:
-    """Train `model` (unwrapped) to `spec.max_steps`; returns the prepared model's result.
+def check_resume(resume: dict, spec: LoopSpec, global_batch: int) -> None:
+    """A checkpoint continues only the run that wrote it: the same settings and global batch, or
+    the model it trains would not be the one an uninterrupted run trains."""
+    if resume["run_key"] != spec.run_key:
+        changed = sorted(k for k in set(resume["run_key"]) | set(spec.run_key)
+                         if resume["run_key"].get(k) != spec.run_key.get(k))
+        raise ValueError(f"the checkpoint in {spec.out_dir / 'checkpoints'} was made with different "
+                         f"settings ({', '.join(changed)}); pass --no-resume to start over")
+    if resume["global_batch"] != global_batch:
+        raise ValueError(f"the checkpoint used a global batch of {resume['global_batch']} sequences, "
+                         f"this run {global_batch}: set micro_batch/grad_accum to match")
 
-    `resume` is a loaded training state (`load_state`) whose weights the caller already put
-    into `model`."""
-    out = spec.out_dir
-    out.mkdir(parents=True, exist_ok=True)
-    world, rank = accelerator.num_processes, accelerator.process_index
-    main = accelerator.is_main_process
-    global_batch = spec.micro_batch * spec.grad_accum * world
-    raw = model
+
+@dataclass
+class _Run:
+    """What the loop holds from setup to its last checkpoint."""
+
+    accelerator: object
+    spec: LoopSpec
+    raw: object  # the unwrapped model: the embedding stage freezes and unfreezes its parameters
+    model: object  # the prepared (wrapped, perhaps compiled) model the steps run
+    optimizer: object
+    scheduler: object
+    sampler: object
+    tokenizer: object
+    handles: list  # the embedding stage's gradient hooks; empty once (or when) it is over
+    staged: bool
+    sharded: bool
+    global_batch: int
+    step: int = 0
+    resumed_from: int | None = None
+    bpb_start: dict[str, float] = field(default_factory=dict)
+    last: dict = field(default_factory=dict)
+
+    def stage_name(self, s: int) -> str:
+        return "embeddings" if self.staged and s < self.spec.embed_stage_steps else "full"
+
+
+def _setup(accelerator, raw, tokenizer, sampler, spec: LoopSpec, resume: dict | None) -> _Run:
+    """The optimizer and schedule, the resumed state (checked), the embedding stage's freeze and
+    the prepared model: everything the first step needs."""
+    global_batch = spec.micro_batch * spec.grad_accum * accelerator.num_processes
     staged = spec.embed_stage_steps > 0 and spec.first_new_id is not None
     sharded = _sharded(accelerator)
     if not sharded:
@@ -197,186 +225,244 @@ def train_loop(accelerator, model, tokenizer, sampler, collate: Callable, spec: 
     optimizer = torch.optim.AdamW(param_groups(raw, spec.weight_decay), lr=spec.lr, betas=(0.9, 0.95),
                                   eps=1e-8, **({"fused": True} if fused else {}))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(spec))
-    step, bpb_start, resumed_from = 0, {}, None
+    run = _Run(accelerator, spec, raw, raw, optimizer, scheduler, sampler, tokenizer, [], staged, sharded,
+               global_batch)
     if resume is not None:
-        if resume["run_key"] != spec.run_key:
-            changed = sorted(k for k in set(resume["run_key"]) | set(spec.run_key)
-                             if resume["run_key"].get(k) != spec.run_key.get(k))
-            raise ValueError(f"the checkpoint in {out / 'checkpoints'} was made with different "
-                             f"settings ({', '.join(changed)}); pass --no-resume to start over")
-        if resume["global_batch"] != global_batch:
-            raise ValueError(f"the checkpoint used a global batch of {resume['global_batch']} sequences, "
-                             f"this run {global_batch}: set micro_batch/grad_accum to match")
+        check_resume(resume, spec, global_batch)
         if resume["optimizer"] is not None:
             optimizer.load_state_dict(resume["optimizer"])
         scheduler.load_state_dict(resume["scheduler"])
         sampler.load_state_dict(resume["sampler"])
         _set_rng_state(resume["rng"])
-        step = resumed_from = resume["step"]
-        bpb_start = resume.get("bpb_start", {})
-    if staged and sharded and step < spec.embed_stage_steps:
+        run.step = run.resumed_from = resume["step"]
+        run.bpb_start = resume.get("bpb_start", {})
+        run.last = resume.get("last", {})
+    in_stage = staged and run.step < spec.embed_stage_steps
+    if in_stage and sharded:
         raise ValueError("the embedding stage cannot change which parameters train under FSDP/DeepSpeed: "
                          "run it with DDP (it trains only the embeddings), then the full stage with FSDP "
                          "from its checkpoint as base_model")
-    handles = freeze_for_embedding_stage(raw, spec.first_new_id) if staged and step < spec.embed_stage_steps else []
+    run.handles = freeze_for_embedding_stage(raw, spec.first_new_id) if in_stage else []
     if spec.compile and getattr(raw.config, "_attn_implementation", None) == "sdpa":
         # Compiled, transformers would hand SDPA a materialized causal mask and lose the
         # FlashAttention/cuDNN kernels (see register_causal_sdpa); our rows need none.
         raw.set_attn_implementation(register_causal_sdpa())
-    model, optimizer = accelerator.prepare(raw, optimizer)
-    model = _compiled(model, spec.compile)
+    model, run.optimizer = accelerator.prepare(raw, optimizer)
+    run.model = _compiled(model, spec.compile)
     if resume is not None and resume["optimizer"] is None:
         accelerator.load_state(str(resume["dir"] / "sharded"))
+    return run
 
-    def stage_name(s: int) -> str:
-        return "embeddings" if staged and s < spec.embed_stage_steps else "full"
 
-    flops_tok = flops_per_token(raw.config, spec.seq_len)
-    peak, _ = peak_flops(accelerator.device)
-    writer = None
-    if main and spec.tensorboard:
+@dataclass
+class _Metrics:
+    """`metrics.jsonl` and the TensorBoard curves, written by the main process only."""
+
+    path: Path
+    main: bool
+    writer: object = None
+
+    def log(self, rec: dict) -> None:
+        if not self.main:
+            return
+        with open(self.path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(rec) + "\n")
+        if self.writer:
+            for k in ("loss", "lr", "tokens_per_s", "mfu", "grad_norm"):
+                if rec.get(k) is not None:
+                    self.writer.add_scalar(f"train/{k}", rec[k], rec["step"])
+            for lang, v in rec.get("bpb", {}).items():
+                self.writer.add_scalar(f"heldout_bpb/{lang}", v, rec["step"])
+            self.writer.flush()
+
+    def close(self) -> None:
+        if self.writer:
+            self.writer.close()
+
+
+def _open_metrics(out: Path, main: bool, tensorboard: bool, fresh: bool) -> _Metrics:
+    metrics = _Metrics(out / "metrics.jsonl", main)
+    if main and tensorboard:
         from torch.utils.tensorboard import SummaryWriter
 
-        if resume is None:  # a fresh run: no curves of an earlier one in the same plot
+        if fresh:  # a fresh run: no curves of an earlier one in the same plot
             shutil.rmtree(out / "tensorboard", ignore_errors=True)
-        writer = SummaryWriter(str(out / "tensorboard"))
-    metrics_path = out / "metrics.jsonl"
+        metrics.writer = SummaryWriter(str(out / "tensorboard"))
+    return metrics
+
+
+def _save_checkpoint(run: _Run, on_checkpoint: Callable[[int, Path], None] | None) -> None:
+    """`checkpoints/step-N`, whole or not at all, and the oldest beyond `keep_checkpoints` gone."""
+    acc, spec, s = run.accelerator, run.spec, run.step
+    main = acc.is_main_process
+    ck = spec.out_dir / "checkpoints"
+    tmp, final = ck / f".tmp-step-{s}", ck / f"step-{s}"
+    if main:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+    acc.wait_for_everyone()
+    try:
+        save_hf(run.model, run.tokenizer, tmp, acc)
+        if run.sharded:
+            acc.save_state(str(tmp / "sharded"))
+        if main:
+            torch.save({"step": s, "stage": run.stage_name(s),
+                        "optimizer": None if run.sharded else run.optimizer.state_dict(),
+                        "scheduler": run.scheduler.state_dict(), "sampler": run.sampler.state_dict(),
+                        "rng": _rng_state(), "run_key": spec.run_key, "global_batch": run.global_batch,
+                        "world_size": acc.num_processes, "bpb_start": run.bpb_start, "last": run.last},
+                       tmp / STATE)
+    except BaseException as e:
+        # A save that fails (out of memory while gathering, a full disk, a kill signal turned
+        # into an exception) leaves no half-written folder; the previous checkpoint stays whole.
+        if main:
+            shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(e, torch.OutOfMemoryError):
+            raise _oom(e, spec, s, acc.device, saving=True) from e
+        raise
+    if main:
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(tmp, final)
+        for old in checkpoints(spec.out_dir)[:-spec.keep_checkpoints]:
+            shutil.rmtree(old, ignore_errors=True)
+        if on_checkpoint:
+            on_checkpoint(s, final)
+    acc.wait_for_everyone()
+
+
+def _train_step(run: _Run, batch, collate: Callable, run_loss: torch.Tensor):
+    """One optimizer step on the global `batch`: this process's micro-batches, gradients
+    accumulated and synchronized on the last. Adds the loss to `run_loss`; returns the gradient
+    norm and the tokens this process saw."""
+    acc, spec = run.accelerator, run.spec
+    world, rank = acc.num_processes, acc.process_index
+    local_tokens = 0
+    try:
+        for a in range(spec.grad_accum):
+            lo = (a * world + rank) * spec.micro_batch
+            inputs = {k: v.to(acc.device) for k, v in collate(batch[lo:lo + spec.micro_batch]).items()}
+            local_tokens += int(inputs["attention_mask"].sum()) if "attention_mask" in inputs else inputs["input_ids"].numel()
+            sync = a == spec.grad_accum - 1
+            with nullcontext() if sync else acc.no_sync(run.model):
+                loss = run.model(**inputs).loss / spec.grad_accum
+                acc.backward(loss)
+            run_loss += loss.detach()
+        # The wrapped model's parameters: under FSDP accelerate then clips by the global norm.
+        grad_norm = acc.clip_grad_norm_(run.model.parameters(), spec.grad_clip)
+        run.optimizer.step()
+    except torch.OutOfMemoryError as e:
+        raise _oom(e, spec, run.step, acc.device) from e
+    run.scheduler.step()
+    run.optimizer.zero_grad(set_to_none=True)
+    return grad_norm, local_tokens
+
+
+def _end_embedding_stage(run: _Run) -> None:
+    """Stage two: the whole model learns. The process wrapper is rebuilt because the set of
+    parameters that need gradients changed (DDP fixes it when it wraps)."""
+    unfreeze(run.raw, run.handles)
+    run.model = _compiled(run.accelerator.prepare_model(run.raw), run.spec.compile)
+
+
+@dataclass
+class _Window:
+    """Loss and throughput since the last log line; time spent saving is not training time."""
+
+    loss: torch.Tensor
+    steps: int = 0
+    tokens: int = 0
+    t_mark: float = field(default_factory=time.perf_counter)
+    paused: float = 0.0
+
+    def reset(self) -> None:
+        self.loss.zero_()
+        self.steps, self.tokens, self.t_mark, self.paused = 0, 0, time.perf_counter(), 0.0
+
+
+def _window_record(run: _Run, window: _Window, grad_norm, flops_tok: float, peak) -> tuple[dict, float, float]:
+    """The metrics record of the steps since the last one (the loss averaged over processes),
+    with the unrounded loss and tokens/s the console shows."""
+    world = run.accelerator.num_processes
+    loss_v = float(run.accelerator.reduce(window.loss, "mean")) / window.steps
+    tps = window.tokens / max(time.perf_counter() - window.t_mark - window.paused, 1e-9)
+    m = mfu(tps, flops_tok, peak, world)
+    rec = {"step": run.step, "stage": run.stage_name(run.step - 1), "loss": round(loss_v, 5),
+           "lr": run.scheduler.get_last_lr()[0], "grad_norm": round(float(grad_norm), 4),
+           "tokens": int(run.sampler.tokens_drawn), "tokens_per_s": round(tps, 1),
+           "mfu": round(m, 5) if m is not None else None, "time": time.time()}
+    return rec, loss_v, tps
+
+
+def train_loop(accelerator, model, tokenizer, sampler, collate: Callable, spec: LoopSpec, *,
+               heldout: dict[str, list[str]], resume: dict | None = None,
+               on_checkpoint: Callable[[int, Path], None] | None = None,
+               console=None, progress=None) -> LoopResult:
+    """Train `model` (unwrapped) to `spec.max_steps`; returns the prepared model's result.
+
+    `resume` is a loaded training state (`load_state`) whose weights the caller already put
+    into `model`."""
+    out = spec.out_dir
+    out.mkdir(parents=True, exist_ok=True)
+    world, main = accelerator.num_processes, accelerator.is_main_process
+    run = _setup(accelerator, model, tokenizer, sampler, spec, resume)
+    say = console.print if console and main else (lambda m: None)
+    flops_tok = flops_per_token(run.raw.config, spec.seq_len)
+    peak, _ = peak_flops(accelerator.device)
+    metrics = _open_metrics(out, main, spec.tensorboard, fresh=resume is None)
 
     def evaluate() -> dict[str, float]:
         # The one window of soberan.bpb (the model's context), so the ledger's held-out bpb is
         # the number `soberan evaluate` reports for the same model and texts.
-        return bpb_by_language(uncompiled(model), tokenizer, heldout)
+        return bpb_by_language(uncompiled(run.model), tokenizer, heldout)
 
-    def log(rec: dict) -> None:
-        if not main:
-            return
-        with open(metrics_path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(rec) + "\n")
-        if writer:
-            for k in ("loss", "lr", "tokens_per_s", "mfu", "grad_norm"):
-                if rec.get(k) is not None:
-                    writer.add_scalar(f"train/{k}", rec[k], rec["step"])
-            for lang, v in rec.get("bpb", {}).items():
-                writer.add_scalar(f"heldout_bpb/{lang}", v, rec["step"])
-            writer.flush()
-
-    def save_checkpoint(s: int) -> None:
-        ck = out / "checkpoints"
-        tmp, final = ck / f".tmp-step-{s}", ck / f"step-{s}"
-        if main:
-            shutil.rmtree(tmp, ignore_errors=True)
-            tmp.mkdir(parents=True)
-        accelerator.wait_for_everyone()
-        try:
-            save_hf(model, tokenizer, tmp, accelerator)
-            if sharded:
-                accelerator.save_state(str(tmp / "sharded"))
-            if main:
-                torch.save({"step": s, "stage": stage_name(s),
-                            "optimizer": None if sharded else optimizer.state_dict(),
-                            "scheduler": scheduler.state_dict(), "sampler": sampler.state_dict(),
-                            "rng": _rng_state(), "run_key": spec.run_key, "global_batch": global_batch,
-                            "world_size": world, "bpb_start": bpb_start, "last": last}, tmp / STATE)
-        except BaseException as e:
-            # A save that fails (out of memory while gathering, a full disk, a kill signal turned
-            # into an exception) leaves no half-written folder; the previous checkpoint stays whole.
-            if main:
-                shutil.rmtree(tmp, ignore_errors=True)
-            if isinstance(e, torch.OutOfMemoryError):
-                raise _oom(e, spec, s, accelerator.device, saving=True) from e
-            raise
-        if main:
-            shutil.rmtree(final, ignore_errors=True)
-            os.replace(tmp, final)
-            for old in checkpoints(out)[:-spec.keep_checkpoints]:
-                shutil.rmtree(old, ignore_errors=True)
-            if on_checkpoint:
-                on_checkpoint(s, final)
-        accelerator.wait_for_everyone()
-
-    last: dict = resume.get("last", {}) if resume else {}
     if resume is None:
         if main:
-            metrics_path.unlink(missing_ok=True)
-        bpb_start = evaluate()
-        rec = {"step": 0, "stage": stage_name(0), "tokens": 0, "bpb": bpb_start, "time": time.time()}
-        log(rec)
-        if console and main and bpb_start:
-            console.print("held-out bits per byte at start: " + _fmt_bpb(bpb_start))
-    task = progress.add_task("training", total=spec.max_steps, completed=step) if progress else None
-    run_loss = torch.zeros((), device=accelerator.device)
-    n_loss, tokens_since, t_mark, paused, stopped = 0, 0, time.perf_counter(), 0.0, None
-    while step < spec.max_steps:
-        if handles and step >= spec.embed_stage_steps:
-            # Stage two: the whole model learns. The process wrapper is rebuilt because the set
-            # of parameters that need gradients changed (DDP fixes it when it wraps).
-            unfreeze(raw, handles)
-            model = _compiled(accelerator.prepare_model(raw), spec.compile)
-            if console and main:
-                console.print(f"step {step}: embedding stage done; training the whole model")
+            metrics.path.unlink(missing_ok=True)
+        run.bpb_start = evaluate()
+        metrics.log({"step": 0, "stage": run.stage_name(0), "tokens": 0, "bpb": run.bpb_start, "time": time.time()})
+        if run.bpb_start:
+            say("held-out bits per byte at start: " + _fmt_bpb(run.bpb_start))
+    task = progress.add_task("training", total=spec.max_steps, completed=run.step) if progress else None
+    window, stopped = _Window(torch.zeros((), device=accelerator.device)), None
+    while run.step < spec.max_steps:
+        if run.handles and run.step >= spec.embed_stage_steps:
+            _end_embedding_stage(run)
+            say(f"step {run.step}: embedding stage done; training the whole model")
         try:
             batch = sampler.next_batch()
         except DataExhausted as e:
             stopped = str(e)
             break
-        local_tokens = 0
-        try:
-            for a in range(spec.grad_accum):
-                lo = (a * world + rank) * spec.micro_batch
-                inputs = {k: v.to(accelerator.device) for k, v in collate(batch[lo:lo + spec.micro_batch]).items()}
-                local_tokens += int(inputs["attention_mask"].sum()) if "attention_mask" in inputs else inputs["input_ids"].numel()
-                sync = a == spec.grad_accum - 1
-                with nullcontext() if sync else accelerator.no_sync(model):
-                    loss = model(**inputs).loss / spec.grad_accum
-                    accelerator.backward(loss)
-                run_loss += loss.detach()
-            # The wrapped model's parameters: under FSDP accelerate then clips by the global norm.
-            grad_norm = accelerator.clip_grad_norm_(model.parameters(), spec.grad_clip)
-            optimizer.step()
-        except torch.OutOfMemoryError as e:
-            raise _oom(e, spec, step, accelerator.device) from e
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        step += 1
-        n_loss += 1
-        tokens_since += local_tokens * world
+        grad_norm, local_tokens = _train_step(run, batch, collate, window.loss)
+        run.step += 1
+        step = run.step
+        window.steps += 1
+        window.tokens += local_tokens * world
         if progress:
             progress.advance(task)
         is_eval = step % spec.eval_every == 0 or step == spec.max_steps
         if step % spec.log_every == 0 or is_eval:
-            loss_v = float(accelerator.reduce(run_loss, "mean")) / n_loss
-            dt = max(time.perf_counter() - t_mark - paused, 1e-9)
-            tps = tokens_since / dt
-            m = mfu(tps, flops_tok, peak, world)
-            last = {"step": step, "stage": stage_name(step - 1), "loss": round(loss_v, 5),
-                    "lr": scheduler.get_last_lr()[0], "grad_norm": round(float(grad_norm), 4),
-                    "tokens": int(sampler.tokens_drawn), "tokens_per_s": round(tps, 1),
-                    "mfu": round(m, 5) if m is not None else None, "time": time.time()}
+            run.last, loss_v, tps = _window_record(run, window, grad_norm, flops_tok, peak)
             if is_eval:
-                last["bpb"] = evaluate()
-                if console and main:
-                    console.print(f"step {step}: loss {loss_v:.3f}  held-out bpb {_fmt_bpb(last['bpb'])}  "
-                                  f"{tps:,.0f} tokens/s")
-            log(last)
+                run.last["bpb"] = evaluate()
+                say(f"step {step}: loss {loss_v:.3f}  held-out bpb {_fmt_bpb(run.last['bpb'])}  {tps:,.0f} tokens/s")
+            metrics.log(run.last)
             if progress:
                 progress.update(task, description=f"training  loss {loss_v:.3f}")
-            run_loss.zero_()
-            n_loss, tokens_since, t_mark, paused = 0, 0, time.perf_counter(), 0.0
+            window.reset()
         if step % spec.checkpoint_every == 0 or step == spec.max_steps:
             t0 = time.perf_counter()
-            save_checkpoint(step)
-            paused += time.perf_counter() - t0  # tokens/s counts training, not saving
+            _save_checkpoint(run, on_checkpoint)
+            window.paused += time.perf_counter() - t0  # tokens/s counts training, not saving
     if stopped:
-        if last.get("step") != step or "bpb" not in last:
-            last = {**last, "step": step, "bpb": evaluate(), "time": time.time()}
-            log(last)
-        save_checkpoint(step)
-        if console and main:
-            console.print(f"[yellow]warning:[/yellow] stopped at step {step}: {stopped}")
-    if writer:
-        writer.close()
-    bpb_end = last.get("bpb") or evaluate()
-    return LoopResult(step, bpb_start, bpb_end, last, resumed_from, stopped, model)
+        if run.last.get("step") != run.step or "bpb" not in run.last:
+            run.last = {**run.last, "step": run.step, "bpb": evaluate(), "time": time.time()}
+            metrics.log(run.last)
+        _save_checkpoint(run, on_checkpoint)
+        say(f"[yellow]warning:[/yellow] stopped at step {run.step}: {stopped}")
+    metrics.close()
+    bpb_end = run.last.get("bpb") or evaluate()
+    return LoopResult(run.step, run.bpb_start, bpb_end, run.last, run.resumed_from, stopped, run.model)
 
 
 def _oom(err: BaseException, spec: LoopSpec, step: int, device, saving: bool = False) -> Exception:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,7 +13,7 @@ import pyarrow.compute as pc
 from soberan.config import ConfigError
 from soberan.documents import tree_sha256
 from soberan.hf import load_model, load_tokenizer
-from soberan.train import CONFIG_SECTIONS, TrainSummary
+from soberan.train import TrainSummary
 from soberan.workspace import Workspace
 
 
@@ -222,22 +220,6 @@ def make_model(s, tokenizer, tokenizer_dir: Path, base_model: str | None, resume
     return build_model(cfg, seed=s.seed), None, f"Llama from scratch, depth {s.depth}"
 
 
-def accelerator_for(precision: str):
-    import torch
-    from accelerate import Accelerator
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.disable_progress_bar()  # our own progress bar is the one a person reads
-
-    from soberan.device import pick_device
-
-    cuda = pick_device("auto") == "cuda"
-    if precision == "auto":
-        precision = "bf16" if cuda and torch.cuda.is_bf16_supported() else "fp32"
-    # cpu=True on a machine without a GPU: accelerate then runs several processes over gloo.
-    return Accelerator(mixed_precision="no" if precision == "fp32" else precision, cpu=not cuda)
-
-
 def compile_backend(setting: str) -> str | None:
     """The torch.compile backend for `[train] compile`, or None to run eager."""
     import torch
@@ -351,17 +333,14 @@ def pretrain(ws: Workspace, *, corpus_dir=None, tokenizer_dir=None, output_dir=N
     import numpy as np
     import torch
 
-    from soberan.device import pick_device
+    from soberan.train import session
     from soberan.train.data import read_heldout
-    from soberan.train.loop import LoopSpec, latest_checkpoint, load_state, train_loop
     from soberan.train.mix import MixSampler
     from soberan.train.model import dial
 
-    cfg, s = ws.config, ws.config.train
-    acc = accelerator_for(s.precision)
-    main, world = acc.is_main_process, acc.num_processes
-    say = (lambda m: console.print(m)) if (console and main) else (lambda m: None)
-    pick_device("auto", say, "training")  # no CUDA: say why, once, and train on the CPU
+    s = ws.config.train
+    sess = session.start(s.precision, "training", console, progress)  # no CUDA: train on the CPU
+    acc, main, world, say = sess.acc, sess.main, sess.world, sess.say
     inp = _resolve(ws, acc, corpus_dir=corpus_dir, tokenizer_dir=tokenizer_dir, output_dir=output_dir,
                    base_model=base_model, role=role)
     out = inp.out
@@ -377,11 +356,7 @@ def pretrain(ws: Workspace, *, corpus_dir=None, tokenizer_dir=None, output_dir=N
     heldout = read_heldout(out / "heldout", s.eval_max_bytes)
 
     # --- the model: resume, continue a base model, or build one from scratch
-    ckpt = latest_checkpoint(out) if resume else None
-    if not resume and main:
-        shutil.rmtree(out / "checkpoints", ignore_errors=True)
-    acc.wait_for_everyone()
-    state = load_state(ckpt) if ckpt else None
+    ckpt, state = session.resume_point(sess, out, resume)
     step0: dict = {}
     model, first_new, how = make_model(s, tokenizer, inp.tok_dir, inp.base_model, ckpt, say,
                                        heldout=heldout if main else None, step0=step0)
@@ -402,14 +377,12 @@ def pretrain(ws: Workspace, *, corpus_dir=None, tokenizer_dir=None, output_dir=N
                "new_token_init": s.new_token_init, "embed_stage_steps": s.embed_stage_steps,
                "source_weights": s.source_weights, "lang_weights": s.lang_weights,
                "replay": [s.replay_source, s.replay_share], "max_epochs": s.max_epochs}
-    spec = LoopSpec(out_dir=out, max_steps=max_steps or s.max_steps, micro_batch=s.micro_batch,
-                    grad_accum=s.grad_accum, lr=s.lr or (1e-4 if inp.base_model else dial(s.depth).lr),
-                    seq_len=s.seq_len, run_key=run_key, min_lr_ratio=s.min_lr_ratio,
-                    warmup_steps=s.warmup_steps, weight_decay=s.weight_decay, grad_clip=s.grad_clip,
-                    embed_stage_steps=s.embed_stage_steps if first_new is not None else 0,
-                    first_new_id=first_new, eval_every=s.eval_every, log_every=s.log_every,
-                    checkpoint_every=s.checkpoint_every, keep_checkpoints=s.keep_checkpoints,
-                    tensorboard=s.tensorboard, compile=compile_backend(s.compile))
+    spec = session.loop_spec(s, out_dir=out, max_steps=max_steps or s.max_steps, micro_batch=s.micro_batch,
+                             grad_accum=s.grad_accum, lr=s.lr or (1e-4 if inp.base_model else dial(s.depth).lr),
+                             seq_len=s.seq_len, run_key=run_key, warmup_steps=s.warmup_steps,
+                             weight_decay=s.weight_decay,
+                             embed_stage_steps=s.embed_stage_steps if first_new is not None else 0,
+                             first_new_id=first_new, compile=compile_backend(s.compile))
 
     def on_checkpoint(step: int, path: Path) -> None:
         ws.ledger.record_event("train_tokens", output=ws.ledger.rel(out), step=step, role=inp.role,
@@ -419,63 +392,28 @@ def pretrain(ws: Workspace, *, corpus_dir=None, tokenizer_dir=None, output_dir=N
         t = torch.from_numpy(np.ascontiguousarray(rows))
         return {"input_ids": t, "labels": t}
 
-    res = train_loop(acc, model, tokenizer, sampler, collate, spec, heldout=heldout, resume=state,
-                     on_checkpoint=on_checkpoint, console=console if main else None,
-                     progress=progress if main else None)
+    res = session.train(sess, model, tokenizer, sampler, collate, spec, heldout=heldout, resume=state,
+                        on_checkpoint=on_checkpoint)
 
     # --- the final model, and what went into it
-    final = publish(acc, res.model, tokenizer, out)
+    final = session.publish(acc, res.model, tokenizer, out)
     shares = sampler.token_shares()
-    art = None
     if main:
         say("held-out bits per byte: " + ", ".join(
             f"{k} {res.bpb_start.get(k, float('nan')):.4f} → {v:.4f}" for k, v in res.bpb_end.items()))
-        meta = {"role": inp.role, "steps": res.steps, "tokens": sampler.tokens_drawn, "token_shares": shares,
-                "planned_shares": planned, "final_loss": res.last.get("loss"), "bpb_start": res.bpb_start,
-                "bpb_end": res.bpb_end, "params": n_params, "seq_len": s.seq_len, "how": how,
-                "base_model": inp.base_model, "tokenizer": ws.ledger.rel(inp.tok_dir),
-                "corpus": ws.ledger.rel(inp.corpus), "replay": s.replay_source or s.replay_path,
-                "stopped": res.stopped, "world_size": world, "distributed": acc.distributed_type.value,
-                "compile": spec.compile or "off", "step0": step0 or None,
-                "last": res.last}
         ws.ledger.record_event("train_tokens", output=ws.ledger.rel(out), step=res.steps, role=inp.role,
                                final=True, token_shares=shares)
-        art = ws.ledger.record_artifact(stage="train", kind="model", path=final, inputs=inp.hashes,
-                                        config_hash=cfg.section_hash(*CONFIG_SECTIONS), meta=meta)["hash"]
-    acc.wait_for_everyone()
+    meta = {"role": inp.role, "steps": res.steps, "tokens": sampler.tokens_drawn, "token_shares": shares,
+            "planned_shares": planned, "final_loss": res.last.get("loss"), "bpb_start": res.bpb_start,
+            "bpb_end": res.bpb_end, "params": n_params, "seq_len": s.seq_len, "how": how,
+            "base_model": inp.base_model, "tokenizer": ws.ledger.rel(inp.tok_dir),
+            "corpus": ws.ledger.rel(inp.corpus), "replay": s.replay_source or s.replay_path,
+            "stopped": res.stopped, "world_size": world, "distributed": acc.distributed_type.value,
+            "compile": spec.compile or "off", "step0": step0 or None,
+            "last": res.last}
+    art = session.record_model(ws, sess, final, inp.hashes, meta)
     return TrainSummary(final, inp.role, res.steps, sampler.tokens_drawn, res.last.get("loss"), res.bpb_start,
                         res.bpb_end, shares, res.resumed_from, res.stopped, n_params, art)
-
-
-def publish(acc, model, tokenizer, out: Path, merge_lora: bool = False) -> Path:
-    """Write `out/final` whole or not at all: into a temporary folder, then renamed into place.
-    With `merge_lora`, the adapter goes to `out/adapter` and the merged weights to `out/final`."""
-    final, tmp = out / "final", out / ".tmp-final"
-    if acc.is_main_process:
-        shutil.rmtree(tmp, ignore_errors=True)
-    acc.wait_for_everyone()
-    from soberan.train.loop import save_hf
-
-    try:
-        if merge_lora:
-            save_hf(model, tokenizer, out / ".tmp-adapter", acc)
-            if acc.is_main_process:
-                shutil.rmtree(out / "adapter", ignore_errors=True)
-                os.replace(out / ".tmp-adapter", out / "adapter")
-                merged = acc.unwrap_model(model).merge_and_unload()
-                merged.save_pretrained(tmp, safe_serialization=True)
-                tokenizer.save_pretrained(tmp)
-        else:
-            save_hf(model, tokenizer, tmp, acc)
-    except BaseException:  # no half-written model left behind; the checkpoints stay whole
-        if acc.is_main_process:
-            shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    if acc.is_main_process:
-        shutil.rmtree(final, ignore_errors=True)
-        os.replace(tmp, final)
-    acc.wait_for_everyone()
-    return final
 
 
 def _record_once(ws: Workspace, kind: str, path: Path, inputs: list[str], meta: dict) -> None:
