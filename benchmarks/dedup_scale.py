@@ -11,8 +11,8 @@ benchmark measures dedup, not a segmenter.
 Both sides run the same MinHash LSH: 5-gram word shingles, 14 bands of 8 rows, 2 workers.
 - soberan: `soberan collect` (not capped, not timed: datatrove's input is the JSONL as is), then
   `soberan curate` with `steps = ["fuzzy_dedup"]`, under the cap. Resolution runs in DuckDB
-  with `[curate] memory_limit` (1 GB here, so DuckDB, Python and the workers fit in 2 GB; it
-  spills to the work folder beyond it).
+  with `[curate] memory_limit` (`--duckdb-memory`, 1 GB by default, so DuckDB, Python and the
+  workers fit in 2 GB; it spills to the work folder beyond it).
 - datatrove 0.10: its documented four stages (MinhashDedupSignature, MinhashDedupBuckets,
   MinhashDedupCluster, MinhashDedupFilter + JsonlWriter) on LocalPipelineExecutor, under the
   same cap.
@@ -25,7 +25,7 @@ sampled peak of the summed proportional set size (PSS) of the tree, every 0.5 s,
 cgroup's own high-water mark, which also counts the page cache of the files the side wrote.
 
     /work/bvenv/bin/python benchmarks/dedup_scale.py [--docs 1000000] [--cap 2G] [--workers 2]
-        [--root DIR] [--sides soberan,datatrove]
+        [--root DIR] [--sides soberan,datatrove] [--duckdb-memory 1GB] [--reuse]
 
 Needs the `bench` extra for the datatrove side (`pip install -e '.[bench]'`).
 """
@@ -112,8 +112,7 @@ def prepare_soberan(root: Path, workers: int) -> None:
     cfg = init_workspace(ws_root, lang="id", jurisdiction="ID", name="dedup-scale")
     text = cfg.read_text().replace("licenses = [", 'licenses = ["CC0-1.0", ', 1)
     text = set_keys(text, "collect", {"shard_docs": str(SHARD_DOCS)})
-    text = set_keys(text, "curate", {"steps": '["fuzzy_dedup"]', "workers": str(workers),
-                                     "memory_limit": '"1GB"'})
+    text = set_keys(text, "curate", {"steps": '["fuzzy_dedup"]', "workers": str(workers)})
     cfg.write_text(text + f'''
 [[sources]]
 name = "generated"
@@ -129,12 +128,14 @@ fields = {{ text = "text", title = "id" }}
     print(f"soberan collect (uncapped, untimed in the comparison): {time.perf_counter() - t:.0f} s", flush=True)
 
 
-def run_soberan(root: Path, workers: int) -> dict:
+def run_soberan(root: Path, workers: int, duckdb_memory: str) -> dict:
     import duckdb
 
     from soberan.curate import run
-    from soberan.workspace import Workspace
+    from soberan.workspace import Workspace, set_keys
 
+    cfg = root / "ws" / "soberan.toml"
+    cfg.write_text(set_keys(cfg.read_text(), "curate", {"memory_limit": f'"{duckdb_memory}"'}))
     ws = Workspace.open(root / "ws")
     t = time.perf_counter()
     run(ws, workers=workers, force=True)
@@ -210,11 +211,11 @@ def run_datatrove(root: Path, workers: int) -> dict:
     return {"seconds": seconds, "dropped": dropped}
 
 
-def side_main(side: str, root: Path, workers: int) -> None:
+def side_main(side: str, root: Path, workers: int, duckdb_memory: str) -> None:
     stop, peak = threading.Event(), [0.0]
     sampler = threading.Thread(target=_tree_memory_sampler, args=(stop, peak), daemon=True)
     sampler.start()
-    res = run_soberan(root, workers) if side == "soberan" else run_datatrove(root, workers)
+    res = run_soberan(root, workers, duckdb_memory) if side == "soberan" else run_datatrove(root, workers)
     stop.set()
     sampler.join()
     res["peak_pss_mb"] = peak[0]
@@ -264,8 +265,9 @@ def cgroup_peak(cg: tuple[Path, str]) -> tuple[float, bool]:
     return int((d / "memory.max_usage_in_bytes").read_text()) / 2**20, oom
 
 
-def run_capped(side: str, root: Path, workers: int, cap: int) -> dict:
-    cmd = [sys.executable, __file__, "--side", side, "--root", str(root), "--workers", str(workers)]
+def run_capped(side: str, root: Path, workers: int, cap: int, duckdb_memory: str) -> dict:
+    cmd = [sys.executable, __file__, "--side", side, "--root", str(root), "--workers", str(workers),
+           "--duckdb-memory", duckdb_memory]
     cg = make_cgroup(f"soberan-bench-{side}", cap)
     if cg is not None:
         def enter():
@@ -314,10 +316,12 @@ def main() -> None:
     ap.add_argument("--root", type=Path)
     ap.add_argument("--sides", default="soberan,datatrove")
     ap.add_argument("--reuse", action="store_true", help="keep the corpus and workspace of an earlier run at --root")
+    ap.add_argument("--duckdb-memory", default="1GB",
+                    help="soberan's [curate] memory_limit: DuckDB's share of the cap; beyond it, it spills to disk")
     ap.add_argument("--side", choices=["soberan", "datatrove"])
     args = ap.parse_args()
     if args.side:
-        side_main(args.side, args.root, args.workers)
+        side_main(args.side, args.root, args.workers, args.duckdb_memory)
         return
     root = args.root or Path("/tmp/soberan-dedup-scale")
     root.mkdir(parents=True, exist_ok=True)
@@ -334,9 +338,9 @@ def main() -> None:
     cap = parse_size(args.cap)
     rows = []
     for side in sides:
-        r = run_capped(side, root, args.workers, cap)
+        r = run_capped(side, root, args.workers, cap, args.duckdb_memory)
         finished = r["rc"] == 0 and "seconds" in r
-        line = f"{side}: rc {r['rc']}, {'finished' if finished else 'DID NOT FINISH'} under {args.cap} ({r['cap']})"
+        line = f"{side}{f' (DuckDB memory_limit {args.duckdb_memory})' if side == 'soberan' else ''}: rc {r['rc']}, {'finished' if finished else 'DID NOT FINISH'} under {args.cap} ({r['cap']})"
         if finished:
             q = r["quality"] = quality(r["dropped"], pairs)
             line += (f"; {r['seconds']:.0f} s; peak PSS {r['peak_pss_mb']:.0f} MB; dropped {len(r['dropped']):,}; "
@@ -346,7 +350,7 @@ def main() -> None:
             line += f"; cgroup high-water {r['cgroup_peak_mb']:.0f} MB (page cache included), OOM kill: {r['oom_killed']}"
         print(line, flush=True)
         rows.append(r)
-    (root / "result.json").write_text(json.dumps([{k: v for k, v in r.items() if k != "dropped"} for r in rows], indent=1))
+    (root / f"result-{args.duckdb_memory}.json").write_text(json.dumps([{k: v for k, v in r.items() if k != "dropped"} for r in rows], indent=1))
 
 
 if __name__ == "__main__":

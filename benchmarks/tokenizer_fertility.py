@@ -162,7 +162,8 @@ def main() -> None:
     import sentencepiece as spm
     from mistral_common.tokens.tokenizers.tekken import Tekkenizer
 
-    from soberan.tokenizer import fertility, formats
+    from soberan import hf as formats
+    from soberan.tokenizer import fertility
 
     sets = parallel_sets()
     work = args.work

@@ -18,7 +18,7 @@ from soberan.collect import run
 from soberan.config import ConfigError
 from soberan.documents import DOC_SCHEMA, doc_id, read_corpus, text_sha256
 from soberan.policy import PolicyError
-from soberan.workspace import Workspace, init_workspace
+from soberan.workspace import Workspace, init_workspace, set_keys
 
 KO = "대한민국은 민주공화국이다. 대한민국의 주권은 국민에게 있고, 모든 권력은 국민으로부터 나온다."
 TH = "ประเทศไทยเป็นราชอาณาจักรอันหนึ่งอันเดียวจะแบ่งแยกมิได้ รัฐธรรมนูญแห่งราชอาณาจักรไทย"
@@ -34,7 +34,7 @@ def sources(ws: Workspace, toml: str, *, crawl_domains: list[str] | None = None)
     write_config(ws.root, toml)
     if crawl_domains is not None:
         cfg = ws.root / "soberan.toml"
-        cfg.write_text(cfg.read_text().replace("crawl_domains = []", f"crawl_domains = {json.dumps(crawl_domains)}"))
+        cfg.write_text(set_keys(cfg.read_text(), "policy", {"crawl_domains": json.dumps(crawl_domains)}))
     return Workspace.open(ws.root)
 
 

@@ -264,11 +264,11 @@ def test_eu_summary_of_crawled_data_names_the_crawler_period_and_top_domains(tmp
 
     from soberan.documents import DOC_SCHEMA, write_parquet_atomic
     from soberan.report import gather
-    from soberan.workspace import Workspace, init_workspace
+    from soberan.workspace import Workspace, init_workspace, set_keys
 
     init_workspace(tmp_path / "c", lang="ko", jurisdiction="KR", name="crawl")
     cfg = tmp_path / "c" / "soberan.toml"
-    cfg.write_text(cfg.read_text().replace("crawl_domains = []", 'crawl_domains = ["go.kr"]') + '''
+    cfg.write_text(set_keys(cfg.read_text(), "policy", {"crawl_domains": '["go.kr"]'}) + '''
 [[sources]]
 name = "gov"
 kind = "crawl"

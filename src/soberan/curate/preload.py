@@ -19,6 +19,7 @@ def preload(codes: list[str]) -> None:
     from soberan.curate.langid import model
     from soberan.lang import get_pack
 
+    import_worker_modules()
     model()
     for code in codes:
         try:
@@ -27,6 +28,23 @@ def preload(codes: list[str]) -> None:
             continue  # the run reports an unknown language itself, with the config key
         if pack.preload:
             pack.words("preload")  # any text: the first call is what initializes the model
+
+
+def import_worker_modules() -> None:
+    """What every worker imports lazily (the workspace, its config model with the stages'
+    settings, the steps' modules), imported once here. On a rerun decided from stored signals
+    these imports were the largest part of each worker's time (py-spy, 2026-12-06)."""
+    import pyarrow.dataset  # noqa: F401
+    import pyarrow.parquet  # noqa: F401
+
+    import soberan.curate.decontam  # noqa: F401
+    import soberan.curate.quality  # noqa: F401
+    import soberan.curate.signals  # noqa: F401
+    import soberan.lang.pii  # noqa: F401
+    from soberan import stages
+    from soberan.config import config_model
+
+    config_model(stages.STAGES)
 
 
 try:

@@ -185,6 +185,26 @@ class ShardSignals:
         write_parquet_atomic(table, self.path)
 
 
+def measured_share(ws_root: Path, inputs: list[Path]) -> tuple[float, int]:
+    """(share of the input documents whose signals the last run stored for the same collected
+    text, number of input documents): how much of a run can be decided from stored signals."""
+    files = sorted(signals_root(ws_root).glob("pass*/part-*.parquet"))
+    n = sum(pq.ParquetFile(f).metadata.num_rows for f in inputs)
+    if not files or not n:
+        return 0.0, n
+    import pyarrow.compute as pc
+    import pyarrow.dataset as ds
+
+    try:
+        stored = ds.dataset([str(f) for f in files], format="parquet").to_table(columns=["doc_id", "sha256"])
+    except (OSError, pa.ArrowException):
+        return 0.0, n  # a damaged file: measured again, as ShardSignals does
+    stored = stored.filter(pc.is_valid(stored.column("sha256"))).group_by(["doc_id", "sha256"]).aggregate([])
+    raw = pa.concat_tables([pq.read_table(f, columns=["id", "sha256"]) for f in inputs])
+    same = raw.join(stored, keys=["id", "sha256"], right_keys=["doc_id", "sha256"], join_type="inner")
+    return same.num_rows / n, n
+
+
 def read_signals(ws_root: Path) -> pa.Table:
     """Every stored signal of the workspace's last curate run, or a clear error when none is."""
     import pyarrow.dataset as ds

@@ -261,7 +261,8 @@ def _add_special_tokens(tok, wanted: list[str], base_tok, learned) -> dict[int, 
 def _save_final(out: Path, tok, sp: _Specials, mode: str, base_tok, base_vocab_size: int,
                 parts: dict[int, list[int]]) -> None:
     """`out/final` whole or not at all: written beside it, then renamed into place."""
-    from soberan.tokenizer import extend, formats
+    from soberan import hf as formats
+    from soberan.tokenizer import extend
 
     final, tmp = out / "final", out / ".tmp-final"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -276,7 +277,8 @@ def _fertility(ws: Workspace, s: TokenizerSettings, corpus_dir: Path | None, pla
                out: Path):
     """Fertility before and after, on the held-out documents and the configured eval texts:
     (before label, after label, report, fertility.json)."""
-    from soberan.tokenizer import fertility, formats
+    from soberan import hf as formats
+    from soberan.tokenizer import fertility
 
     sets = eval_sets(ws, s, corpus_dir, plan)
     before = Path(base_tok.name).name if base_tok.name not in formats.BUILTIN else base_tok.name
