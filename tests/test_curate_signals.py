@@ -112,6 +112,26 @@ def test_a_changed_threshold_decides_again_without_segmenting(tmp_path, io_pack)
     assert s3.output_docs == s1.output_docs
 
 
+def test_measured_share_says_how_much_a_rerun_decides_from_signals(tmp_path, io_pack):
+    """The share of collected documents whose signals were stored for the same text: all of
+    them after a run, fewer once a collected text changes, none after `--force` clears them."""
+    from soberan.curate import run
+    from soberan.curate.signals import measured_share
+    from soberan.documents import shard_paths
+
+    ws = make_workspace(tmp_path / "ws", lang="io", jurisdiction="KR", curate_toml=STEPS)
+    docs = io_docs(20)
+    write_raw(ws, docs, shard_docs=7)
+    inputs = shard_paths(ws.stage_dir("collect"))
+    assert measured_share(ws.root, inputs) == (0.0, len(docs))
+    run(ws, workers=1)
+    assert measured_share(ws.root, inputs) == (1.0, len(docs))
+    docs[0] = {"text": docs[0]["text"] + " Nova.", "lang": "io"}
+    write_raw(ws, docs, shard_docs=7)
+    share, n = measured_share(ws.root, shard_paths(ws.stage_dir("collect")))
+    assert n == len(docs) and share == pytest.approx((len(docs) - 1) / len(docs))
+
+
 def test_language_id_is_looked_up_on_a_rerun(tmp_path, io_pack):
     """lid.176 is a pure function of the text: a rerun after a changed threshold (here the
     language-ID threshold itself) predicts no document and no line again, and decides as a run
