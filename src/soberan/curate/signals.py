@@ -83,20 +83,60 @@ def _from_row(row: dict) -> dict:
     return out
 
 
+class _Stored:
+    """The last run's signals of one shard, read a column at a time as lookups need it: a shard
+    of 50,000 documents as Python dicts (a MinHash signature as a list of 112 ints) took a
+    worker's memory past 300 MB (benchmarks/dedup_scale.py). Signatures stay numpy rows."""
+
+    def __init__(self, table: pa.Table):
+        self.table = table
+        self.index = {d: i for i, d in enumerate(table.column("doc_id").to_pylist())}
+        self.cols: dict[str, list] = {}
+
+    def column(self, name: str) -> list:
+        if name not in self.cols:
+            col = self.table.column(name)
+            if name == "minhash":
+                col = col.combine_chunks()
+                values = col.flatten().to_numpy(zero_copy_only=False)
+                offsets = col.offsets.to_numpy()
+                valid = col.is_valid().to_numpy(zero_copy_only=False)
+                self.cols[name] = [values[offsets[i]:offsets[i + 1]] if valid[i] else None
+                                   for i in range(len(col))]
+            else:
+                self.cols[name] = col.to_pylist()
+        return self.cols[name]
+
+    def get(self, doc_id: str) -> "_Row | None":
+        i = self.index.get(doc_id)
+        return None if i is None else _Row(self, i)
+
+
+class _Row:
+    __slots__ = ("stored", "i")
+
+    def __init__(self, stored: _Stored, i: int):
+        self.stored, self.i = stored, i
+
+    def get(self, name: str, default=None):
+        v = self.stored.column(name)[self.i]
+        return default if v is None else v
+
+
 class ShardSignals:
     """One shard's signals: those the previous run stored (looked up by id and content hash) and
     those of this run (written at the end of the shard, before its done-marker)."""
 
     def __init__(self, path: Path):
         self.path = Path(path)
-        self.prev: dict[str, dict] = {}
+        self.prev: _Stored | dict = {}
         if self.path.exists():
             try:
                 t = pq.read_table(self.path)
             except (OSError, pa.ArrowException):
                 t = None  # a damaged file is measured again, not trusted
             if t is not None and (t.schema.metadata or {}).get(b"version") == VERSION.encode():
-                self.prev = {r["doc_id"]: r for r in t.to_pylist()}
+                self.prev = _Stored(t)
         self.rows: dict[str, dict] = {}
         self.measured = 0  # documents whose quality statistics were computed, not found
         self.reused = 0
