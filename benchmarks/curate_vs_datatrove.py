@@ -162,6 +162,12 @@ def run_soberan(root: Path, workers: int, rerun: bool = False) -> dict:
     from soberan.documents import read_corpus
     from soberan.workspace import Workspace
 
+    # What the run imports, imported before the clock starts, as the datatrove side imports its
+    # pipeline steps before its clock: each side is timed on its work, not on Python's imports.
+    import soberan.curate.executor  # noqa: F401
+    import soberan.curate.shard  # noqa: F401
+    import soberan.ui  # noqa: F401
+
     if rerun:  # the config changes; the signals of the cold run stay
         cfg = root / "ws" / "soberan.toml"
         cfg.write_text(cfg.read_text() + f"\n[curate.quality.thresholds.ko]\nmin_words = {RERUN_MIN_WORDS}\n")
@@ -210,10 +216,32 @@ if _LanguageFilter is not None:
             self.model._model = NumpyLid()
 
 
-def run_datatrove(root: Path, workers: int, filters: list[str], rerun: bool = False) -> dict:
+def datatrove_minhash(dt: Path, cfg, workers: int, tasks: int, first: list, signature_language, reread,
+                      out, exclusion=None) -> None:
+    """datatrove's documented four MinHash stages on LocalPipelineExecutor: `first` (reader and
+    filters) with the signatures, buckets, clusters, then `reread` filtered by the clusters into
+    `out` (the dropped documents into `exclusion`, when given)."""
     from datatrove.executor import LocalPipelineExecutor
     from datatrove.pipeline.dedup import (MinhashDedupBuckets, MinhashDedupCluster, MinhashDedupFilter,
                                           MinhashDedupSignature)
+
+    common = {"workers": workers, "skip_completed": False}
+    s1 = LocalPipelineExecutor(pipeline=[
+        *first, MinhashDedupSignature(output_folder=str(dt / "sigs"), config=cfg, language=signature_language)],
+        tasks=tasks, logging_dir=str(dt / "logs1"), **common)
+    s2 = LocalPipelineExecutor(pipeline=[MinhashDedupBuckets(input_folder=str(dt / "sigs"),
+                                                             output_folder=str(dt / "buckets"), config=cfg)],
+                               tasks=cfg.num_buckets, logging_dir=str(dt / "logs2"), depends=s1, **common)
+    s3 = LocalPipelineExecutor(pipeline=[MinhashDedupCluster(input_folder=str(dt / "buckets"),
+                                                             output_folder=str(dt / "remove"), config=cfg)],
+                               tasks=1, logging_dir=str(dt / "logs3"), depends=s2, **common)
+    s4 = LocalPipelineExecutor(pipeline=[
+        reread, MinhashDedupFilter(input_folder=str(dt / "remove"), exclusion_writer=exclusion), out],
+        tasks=tasks, logging_dir=str(dt / "logs4"), depends=s3, **common)
+    s4.run()
+
+
+def run_datatrove(root: Path, workers: int, filters: list[str], rerun: bool = False) -> dict:
     from datatrove.pipeline.dedup.minhash import MinhashConfig
     from datatrove.pipeline.filters import FineWebQualityFilter, GopherQualityFilter, GopherRepetitionFilter
     from datatrove.pipeline.readers import JsonlReader
@@ -251,25 +279,11 @@ def run_datatrove(root: Path, workers: int, filters: list[str], rerun: bool = Fa
             short_line_length=th["short_line_length"], char_duplicates_ratio=th["char_duplicates_ratio"],
             new_line_ratio=th["new_line_ratio"], language=kiwi),
     }
-    common = {"workers": workers, "skip_completed": False}
     t = time.perf_counter()
-    s1 = LocalPipelineExecutor(pipeline=[
+    datatrove_minhash(dt, cfg, workers, workers, first=[
         JsonlReader(str(root / "jsonl"), id_key="id"), lang, *[make[f]() for f in filters],
-        JsonlWriter(str(dt / "filtered"), compression=None),
-        MinhashDedupSignature(output_folder=str(dt / "sigs"), config=cfg, language=kiwi)],
-        tasks=workers, logging_dir=str(dt / "logs1"), **common)
-    s2 = LocalPipelineExecutor(pipeline=[MinhashDedupBuckets(input_folder=str(dt / "sigs"),
-                                                             output_folder=str(dt / "buckets"), config=cfg)],
-                               tasks=cfg.num_buckets, logging_dir=str(dt / "logs2"), depends=s1, **common)
-    s3 = LocalPipelineExecutor(pipeline=[MinhashDedupCluster(input_folder=str(dt / "buckets"),
-                                                             output_folder=str(dt / "remove"), config=cfg)],
-                               tasks=1, logging_dir=str(dt / "logs3"), depends=s2, **common)
-    s4 = LocalPipelineExecutor(pipeline=[
-        JsonlReader(str(dt / "filtered"), id_key="id"),
-        MinhashDedupFilter(input_folder=str(dt / "remove")),
-        JsonlWriter(str(dt / "out"), compression=None)],
-        tasks=workers, logging_dir=str(dt / "logs4"), depends=s3, **common)
-    s4.run()
+        JsonlWriter(str(dt / "filtered"), compression=None)], signature_language=kiwi,
+        reread=JsonlReader(str(dt / "filtered"), id_key="id"), out=JsonlWriter(str(dt / "out"), compression=None))
     seconds = time.perf_counter() - t
 
     def ids(folder: Path) -> list[str]:

@@ -175,9 +175,9 @@ class SpaceWords(_WordTokenizer):
 
 
 def run_datatrove(root: Path, workers: int) -> dict:
-    from datatrove.executor import LocalPipelineExecutor
-    from datatrove.pipeline.dedup import (MinhashDedupBuckets, MinhashDedupCluster, MinhashDedupFilter,
-                                          MinhashDedupSignature)
+    import gzip
+
+    from curate_vs_datatrove import datatrove_minhash
     from datatrove.pipeline.dedup.minhash import MinhashConfig
     from datatrove.pipeline.readers import JsonlReader
     from datatrove.pipeline.writers import JsonlWriter
@@ -185,28 +185,11 @@ def run_datatrove(root: Path, workers: int) -> dict:
     dt = root / "datatrove"
     shutil.rmtree(dt, ignore_errors=True)
     cfg = MinhashConfig(n_grams=5, num_buckets=14, hashes_per_bucket=8)
-    common = {"workers": workers, "skip_completed": False}
-    words = SpaceWords()
     t = time.perf_counter()
-    s1 = LocalPipelineExecutor(pipeline=[
-        JsonlReader(str(root / "jsonl"), id_key="id"),
-        MinhashDedupSignature(output_folder=str(dt / "sigs"), config=cfg, language=words)],
-        tasks=FILES, logging_dir=str(dt / "logs1"), **common)
-    s2 = LocalPipelineExecutor(pipeline=[MinhashDedupBuckets(input_folder=str(dt / "sigs"),
-                                                             output_folder=str(dt / "buckets"), config=cfg)],
-                               tasks=cfg.num_buckets, logging_dir=str(dt / "logs2"), depends=s1, **common)
-    s3 = LocalPipelineExecutor(pipeline=[MinhashDedupCluster(input_folder=str(dt / "buckets"),
-                                                             output_folder=str(dt / "remove"), config=cfg)],
-                               tasks=1, logging_dir=str(dt / "logs3"), depends=s2, **common)
-    s4 = LocalPipelineExecutor(pipeline=[
-        JsonlReader(str(root / "jsonl"), id_key="id"),
-        MinhashDedupFilter(input_folder=str(dt / "remove"), exclusion_writer=JsonlWriter(str(dt / "removed"))),
-        JsonlWriter(str(dt / "out"))],
-        tasks=FILES, logging_dir=str(dt / "logs4"), depends=s3, **common)
-    s4.run()
+    datatrove_minhash(dt, cfg, workers, FILES, first=[JsonlReader(str(root / "jsonl"), id_key="id")],
+                      signature_language=SpaceWords(), reread=JsonlReader(str(root / "jsonl"), id_key="id"),
+                      out=JsonlWriter(str(dt / "out")), exclusion=JsonlWriter(str(dt / "removed")))
     seconds = time.perf_counter() - t
-    import gzip
-
     dropped = [json.loads(line)["id"] for f in sorted((dt / "removed").glob("*")) for line in gzip.open(f, "rt")]
     return {"seconds": seconds, "dropped": dropped}
 
@@ -266,7 +249,11 @@ def cgroup_peak(cg: tuple[Path, str]) -> tuple[float, bool]:
 
 
 def run_capped(side: str, root: Path, workers: int, cap: int, duckdb_memory: str) -> dict:
-    cmd = [sys.executable, __file__, "--side", side, "--root", str(root), "--workers", str(workers),
+    # `-c`, not this file: a forkserver's children import the parent's __main__ file, and this
+    # one imports datatrove, which soberan's workers should not pay for (in memory, here)
+    boot = (f"import sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); "
+            "import dedup_scale as b; b.main()")
+    cmd = [sys.executable, "-c", boot, "--side", side, "--root", str(root), "--workers", str(workers),
            "--duckdb-memory", duckdb_memory]
     cg = make_cgroup(f"soberan-bench-{side}", cap)
     if cg is not None:

@@ -90,7 +90,7 @@ def signature_table(table: pa.Table, words_of, shard: int, start: int,
             if found:
                 if got is not None:
                     sig[i], has[i] = got, True
-                store.put_minhash(ids[i], shas[i], key, got)
+                store.put_minhash(ids[i], shas[i], key, got, measured=False)
                 continue
         todo.append(i)
         words.append(words_of(t, lang))

@@ -78,7 +78,7 @@ def _sha(text: str) -> str:
 def _from_row(row: dict) -> dict:
     out = {k: row.get(k) for k in QUALITY_NAMES}
     for k in ("top_n_grams", "dup_n_grams"):
-        if out[k] is not None:
+        if out[k] is not None and not isinstance(out[k], dict):
             out[k] = {int(n): v for n, v in out[k]}
     return out
 
@@ -103,6 +103,8 @@ class _Stored:
                 valid = col.is_valid().to_numpy(zero_copy_only=False)
                 self.cols[name] = [values[offsets[i]:offsets[i + 1]] if valid[i] else None
                                    for i in range(len(col))]
+            elif isinstance(col.type, pa.MapType):  # n-gram shares: a dict per row, built once
+                self.cols[name] = [None if v is None else dict(v) for v in col.to_pylist()]
             else:
                 self.cols[name] = col.to_pylist()
         return self.cols[name]
@@ -142,6 +144,7 @@ class ShardSignals:
         self.reused = 0
         self.measured_decontam = 0  # documents whose benchmark n-grams were looked up, not found
         self.measured_lid = 0  # texts (documents and lines) lid.176 read, not found stored
+        self.dirty = False  # a value was computed, not found stored (a signature, PII counts)
         self._lid_prev: dict[str, dict[int, tuple[str, float]]] = {}
 
     def put(self, doc_id: str, **values) -> None:
@@ -170,14 +173,22 @@ class ShardSignals:
                 return sha, (np.asarray(sig, dtype=np.uint32) if sig is not None else None), True
         return sha, None, False
 
-    def put_minhash(self, doc_id: str, sha: str, params: str, sig) -> None:
+    def put_minhash(self, doc_id: str, sha: str, params: str, sig, measured: bool = True) -> None:
+        """A signature: computed now (`measured`), or found stored."""
+        self.dirty |= measured
         self.put(doc_id, minhash_sha=sha, minhash_params=params, minhash=sig)
+
+    def put_pii(self, doc_id: str, counts: dict[str, int]) -> None:
+        r = self.prev.get(doc_id)
+        if r is None or r.get("pii_counts") != counts:  # None: not counted by the last run
+            self.dirty = True
+        self.put(doc_id, pii_counts=list(counts.items()))
 
     def carry_minhash(self, doc_id: str, sha: str, params: str) -> bool:
         """Keep the last run's signature of an unchanged text; False when there is none."""
         r = self.prev.get(doc_id)
         if r is not None and r.get("minhash_sha") == sha and r.get("minhash_params") == params:
-            self.put_minhash(doc_id, sha, params, r.get("minhash"))
+            self.put_minhash(doc_id, sha, params, r.get("minhash"), measured=False)
             return True
         return False
 
@@ -217,7 +228,14 @@ class ShardSignals:
         self.put(doc_id, decontam_key=key, decontam_sha=sha,
                  **{f"decontam_{k}": found.get(k) for k in ("benchmark", "matches", "n", "lines")})
 
+    def unchanged(self) -> bool:
+        """Nothing was measured and the same documents were seen: the stored file stands."""
+        return (not (self.dirty or self.measured or self.measured_decontam or self.measured_lid)
+                and isinstance(self.prev, _Stored) and self.rows.keys() == self.prev.index.keys())
+
     def write(self) -> None:
+        if self.unchanged():
+            return
         rows = list(self.rows.values())
         cols = {f.name: [r.get(f.name) for r in rows] for f in SCHEMA}
         table = pa.table({f.name: pa.array(cols[f.name], f.type) for f in SCHEMA}, schema=SCHEMA)

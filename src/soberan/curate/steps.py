@@ -502,7 +502,7 @@ class Pii(DocFilter):
         merged = sorted(set(doc.get("pii_types") or []) | set(types)) or None
         counts = Counter(types)
         if doc.ctx.signals is not None:
-            doc.ctx.signals.put(doc.id, pii_counts=list(counts.items()))
+            doc.ctx.signals.put_pii(doc.id, dict(counts))
         if not types:
             return DocResult(text=new, columns={"pii_types": merged})
         return redact(new, "pii", ", ".join(f"{k}×{v}" for k, v in sorted(counts.items())), pii_types=merged)
