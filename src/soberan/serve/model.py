@@ -8,7 +8,6 @@ exact weights that gave it.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -72,13 +71,13 @@ def load_transformers(path: Path, *, quantize: str = "none", threads: int = 0,
     import transformers
 
     from soberan import hf
+    from soberan.common import cpu_workers
 
     transformers.utils.logging.disable_progress_bar()
     transformers.utils.logging.set_verbosity_error()
     # One core stays with the HTTP event loop: OpenMP workers that spin on every core starve it,
     # and on a 2-core machine that costs more than the second core gains (measured: 14x slower).
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    torch.set_num_threads(threads or max(1, cores - 1))
+    torch.set_num_threads(threads or max(1, cpu_workers() - 1))
     tok = hf.load_tokenizer(path)
     model = None
     if weights:
