@@ -73,10 +73,17 @@ def stall_guard(header_timeout_s: float, max_connections_per_client: int) -> typ
 
         def _stalled(self) -> None:
             self._timer = None
+            if self.transport.is_closing():
+                return
             # Still waiting for (the rest of) a request line and headers: close it. A request
             # whose headers arrived is the app's to time out (its body) or to answer.
-            if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
+            if self.conn.their_state is h11.IDLE:
                 self.transport.write(_TIMEOUT)
+                self.transport.close()
+            # Answered, but the body the client promised never came (a route that reads none,
+            # such as /health): the connection cannot take another request, so it goes now,
+            # not after uvicorn's keep-alive.
+            elif self.conn.our_state is h11.DONE and self.conn.their_state is h11.SEND_BODY:
                 self.transport.close()
 
         def handle_events(self) -> None:
