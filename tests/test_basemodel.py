@@ -214,14 +214,14 @@ def test_a_gguf_base_is_adapted_through_the_stages(workspace, tiny_gguf):
     from soberan.documents import write_parquet_atomic
     from soberan.tokenizer import run as tokenizer_run
     from soberan.train import run as train_run
-    from soberan.workspace import Workspace
+    from soberan.workspace import Workspace, set_keys
 
     path, _, _ = tiny_gguf
     root = workspace.root
     write_parquet_atomic(corpus(6, 0, lines=20), root / "curated" / "part-0.parquet")
     workspace.ledger.record_artifact(stage="curate", kind="corpus", path=root / "curated")
     cfg = root / "soberan.toml"
-    text = cfg.read_text().replace('mode = "extend"', 'mode = "keep"').replace('base = "mistral-v1"', f'base = "{path}"')
+    text = set_keys(cfg.read_text(), "tokenizer", {"mode": '"keep"', "base": f'"{path}"'})
     text = text.replace("[train]\n", f'[train]\nbase_model = "{path}"\nseq_len = 32\nmicro_batch = 2\nmax_steps = 2\n'
                         "warmup_steps = 0\neval_every = 2\ncheckpoint_every = 2\neval_max_bytes = 1000\ntensorboard = false\n", 1)
     cfg.write_text(text)

@@ -81,7 +81,7 @@ def test_no_held_out_unit_teaches_the_tokenizer_or_the_model(workspace):
     from soberan.train import run as train_run
     from soberan.train.data import load_packed
     from soberan.hf import load_tokenizer
-    from soberan.workspace import Workspace
+    from soberan.workspace import Workspace, set_keys
 
     root = workspace.root
     t = corpus(10, 6, lines=30)
@@ -90,7 +90,7 @@ def test_no_held_out_unit_teaches_the_tokenizer_or_the_model(workspace):
     workspace.ledger.record_artifact(stage="curate", kind="corpus", path=root / "curated")
     cfg = root / "soberan.toml"
     text = cfg.read_text()
-    text = text.replace('mode = "extend"', 'mode = "replace"').replace("vocab_size = 32000", "vocab_size = 400")
+    text = set_keys(text, "tokenizer", {"mode": '"replace"', "vocab_size": "400"})
     text = text.replace("[train]\n", "[train]\ndepth = 1\nseq_len = 32\nmicro_batch = 2\nmax_steps = 2\n"
                         "warmup_steps = 0\neval_every = 2\ncheckpoint_every = 2\ntensorboard = false\n", 1)
     cfg.write_text(text)
