@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from dataclasses import asdict
 
 from soberan.common import cpu_workers
-from soberan.curate.shard import ShardTask, run_shard
+from soberan.curate.shard import ShardTask, run_shard, run_shard_in_worker
 
 
 class LocalExecutor:
@@ -35,7 +35,7 @@ class LocalExecutor:
 
         # largest shards first, so that no worker starts a long one when the others are done
         order = sorted(tasks, key=lambda t: -os.path.getsize(t.input))
-        futures = [self._get_pool().submit(run_shard, t) for t in order]
+        futures = [self._get_pool().submit(run_shard_in_worker, t) for t in order]
         for f in as_completed(futures):
             out.append(f.result())
             on_done(out[-1])
@@ -62,7 +62,7 @@ class LocalExecutor:
 def _ray_row(row: dict) -> dict:
     import json
 
-    counts = run_shard(ShardTask(**{k: tuple(v) if isinstance(v, list) else v
+    counts = run_shard_in_worker(ShardTask(**{k: tuple(v) if isinstance(v, list) else v
                                     for k, v in json.loads(row["task"]).items()}))
     return {"counts": json.dumps(counts, ensure_ascii=False)}
 

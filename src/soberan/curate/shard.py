@@ -183,6 +183,12 @@ def run_shard(task: ShardTask) -> dict:
                           "decontam_measured": store.measured_decontam, "lid_measured": store.measured_lid},
               "seconds": round(time.perf_counter() - t0, 3), "pid": os.getpid()}
     write_json(task.marker, counts, ensure_ascii=False)
+    return counts
+
+
+def run_shard_in_worker(task: ShardTask) -> dict:
+    """`run_shard` in a pool's worker process, which then gives back what the shard freed."""
+    counts = run_shard(task)
     release_memory()
     return counts
 
@@ -190,7 +196,8 @@ def run_shard(task: ShardTask) -> dict:
 def release_memory() -> None:
     """Give back what a shard freed. The pool's workers outlive their shards (they wait through
     DuckDB's corpus-wide steps in the parent), and Arrow's allocator and glibc keep freed pages:
-    at 1M documents two idle workers held 330 MB each (benchmarks/dedup_scale.py)."""
+    at 1M documents two idle workers held 330 MB each (benchmarks/dedup_scale.py). Not for the
+    calling process: a full collection of its larger heap took a 1 s rerun to 2 s (py-spy)."""
     import ctypes
     import gc
 
