@@ -196,15 +196,20 @@ def run(ws: Workspace, *, executor: str | None = None, workers: int | None = Non
     # rerun's time (py-spy, benchmarks/curate_vs_datatrove.py); a worker that meets a changed
     # document loads its segmenter itself. A small corpus decided almost wholly from its
     # signals is curated in this process: starting a pool would cost more than it saves.
-    from soberan.curate.signals import measured_share
+    import pyarrow.parquet as pq
 
-    share, n_docs = measured_share(ws.root, inputs)
-    if executor == "local" and share >= 0.95 and n_docs <= IN_PROCESS_MAX_DOCS and (n_workers or 0) != 1:
+    from soberan.curate.signals import measured_share, signals_root
+
+    stored = any(signals_root(ws.root).glob("pass*/part-*.parquet"))
+    n_docs = sum(pq.ParquetFile(f).metadata.num_rows for f in inputs)
+    # Matching the stored signals against the corpus reads every id: only where it can matter.
+    if (executor == "local" and stored and n_docs <= IN_PROCESS_MAX_DOCS and (n_workers or 0) != 1
+            and (share := measured_share(ws.root, inputs)[0]) >= 0.95):
         console.print(f"curate: {share:.0%} of {n_docs:,} documents decided from their stored signals, "
                       "in this process")
         n_workers = 1
     with make_executor(executor, n_workers or 0, ray_address,
-                       () if share > 0 else cfg.project.languages) as ex, \
+                       () if stored else cfg.project.languages) as ex, \
             progress() as bar:
         for k, p in enumerate(passes):
             final = k == len(passes) - 1

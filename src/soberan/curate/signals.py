@@ -146,6 +146,7 @@ class ShardSignals:
         self.measured_lid = 0  # texts (documents and lines) lid.176 read, not found stored
         self.dirty = False  # a value was computed, not found stored (a signature, PII counts)
         self._lid_prev: dict[str, dict[int, tuple[str, float]]] = {}
+        self._lid_kept: dict[str, dict[int, tuple[str, float]]] = {}
 
     def put(self, doc_id: str, **values) -> None:
         self.rows.setdefault(doc_id, {"doc_id": doc_id}).update(values)
@@ -208,12 +209,10 @@ class ShardSignals:
             labels, scores = predict([texts[i] for i in todo])
             memo.update({hashes[i]: (lab, float(sc)) for i, lab, sc in zip(todo, labels, scores)})
             self.measured_lid += len(todo)
-        row = self.rows.setdefault(doc_id, {"doc_id": doc_id})
+        self.rows.setdefault(doc_id, {"doc_id": doc_id})
+        kept = self._lid_kept.setdefault(doc_id, {})  # in the order read; written by `write`
         for h in hashes:
-            if h not in (row.get("lid_hashes") or ()):
-                row.setdefault("lid_hashes", []).append(h)
-                row.setdefault("lid_labels", []).append(memo[h][0])
-                row.setdefault("lid_scores", []).append(memo[h][1])
+            kept.setdefault(h, memo[h])
         return [memo[h][0] for h in hashes], [memo[h][1] for h in hashes]
 
     def decontam(self, doc_id: str, text: str, key: str) -> tuple[str, dict | None]:
@@ -236,6 +235,9 @@ class ShardSignals:
     def write(self) -> None:
         if self.unchanged():
             return
+        for doc_id, kept in self._lid_kept.items():
+            self.rows[doc_id].update(lid_hashes=list(kept), lid_labels=[lab for lab, _ in kept.values()],
+                                     lid_scores=[sc for _, sc in kept.values()])
         rows = list(self.rows.values())
         cols = {f.name: [r.get(f.name) for r in rows] for f in SCHEMA}
         table = pa.table({f.name: pa.array(cols[f.name], f.type) for f in SCHEMA}, schema=SCHEMA)
